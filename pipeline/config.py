@@ -1,0 +1,100 @@
+"""Frozen configuration objects.
+
+Every default of the tool is defined here, once. The CLI reads these defaults for its options and
+builds the objects once per job; worker code only ever receives them, so a worker process can
+rebuild a stylizer from a plain config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+CONTENT_LAYER = "relu4_2"
+
+OPTIMIZERS = ("lbfgs", "adam")
+WEIGHT_SOURCES = ("original", "torchvision")  # or a path to a local state-dict file
+PRECISIONS = ("auto", "fp32", "bf16")
+POOLINGS = ("max", "avg")
+
+
+@dataclass(frozen=True)
+class StyleImage:
+    """One style image and its share of the blend (weights are normalised to sum to 1)."""
+
+    path: Path
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class StyleConfig:
+    """How one image is stylized: the loss, the optimiser and the resolution schedule.
+
+    ``iterations`` counts forward+backward evaluations of the network over all scales, so numbers
+    compare fairly between L-BFGS (which may evaluate more than once per step) and Adam.
+    """
+
+    size: int = 512  # long side of the stylized image, in pixels
+    iterations: int = 300
+    content_weight: float = 1.0
+    style_weight: float = 3.0
+    tv_weight: float = 1.0
+    style_layer_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
+    optimizer: str = "lbfgs"
+    learning_rate: float = 0.02  # Adam only; pixels are in [0, 1]
+    init: str = "content"  # "content", "noise", or a path to an image file
+    seed: int = 0
+    scales: int = 2  # coarse-to-fine levels, each twice the size of the one before
+    style_scale: float = 1.0  # style image's long side relative to the output's
+    preserve_colors: bool = False
+    pooling: str = "max"
+
+    def __post_init__(self) -> None:
+        from pipeline.errors import ConfigError
+
+        if self.size < 16:
+            raise ConfigError(f"--size must be at least 16 pixels (got {self.size})")
+        if self.iterations < 1:
+            raise ConfigError(f"--iterations must be at least 1 (got {self.iterations})")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"--optimizer must be one of {', '.join(OPTIMIZERS)} (got {self.optimizer!r})")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"--pooling must be one of {', '.join(POOLINGS)} (got {self.pooling!r})")
+        if len(self.style_layer_weights) != len(STYLE_LAYERS):
+            raise ConfigError(f"style_layer_weights needs {len(STYLE_LAYERS)} values")
+        if self.scales < 1:
+            raise ConfigError(f"--scales must be at least 1 (got {self.scales})")
+        if self.style_scale <= 0:
+            raise ConfigError(f"--style-scale must be positive (got {self.style_scale})")
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must not be negative")
+
+    def replace(self, **changes) -> StyleConfig:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Where and how the network runs: device, weights, numeric precision."""
+
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N"
+    weights: str = "original"  # "original", "torchvision", or a path to a state-dict file
+    precision: str = "auto"  # "auto" = bf16 convolutions on CUDA, fp32 on CPU
+
+    def __post_init__(self) -> None:
+        from pipeline.errors import ConfigError
+
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """Everything that determines a job's result: used to detect changed options on resume."""
+
+    styles: tuple[StyleImage, ...]
+    style: StyleConfig = field(default_factory=StyleConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)

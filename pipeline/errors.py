@@ -1,0 +1,25 @@
+"""Exceptions the library raises for problems a user can fix.
+
+The CLI turns each into one clear line and a non-zero exit; anything else is a bug and keeps its
+traceback.
+"""
+
+
+class StylizeError(Exception):
+    """Base class: a problem with the user's input, options or environment."""
+
+
+class InputError(StylizeError):
+    """An input file is missing, unreadable, of the wrong kind or too small."""
+
+
+class WeightsError(StylizeError):
+    """The VGG19 weights cannot be loaded from the chosen source."""
+
+
+class OutputExistsError(StylizeError):
+    """The output exists and --overwrite was not given."""
+
+
+class ConfigError(StylizeError):
+    """The options contradict each other or name something that does not exist."""

@@ -1,0 +1,77 @@
+"""Typed progress events: how the library talks to whoever runs it (it never prints).
+
+A job takes ``on_event: Callable[[Event], None]``; the CLI turns events into Rich progress bars and
+summaries, a test can simply collect them in a list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+
+@dataclass
+class JobStarted:
+    kind: str  # "image", "folder", "video"
+    total: int  # units of work: iterations, files or frames
+    unit: str  # "it", "image", "frame"
+    description: str = ""
+    done: int = 0  # units already finished by an earlier, interrupted run
+
+
+@dataclass
+class Iteration:
+    """One network evaluation of the current image or frame."""
+
+    done: int
+    total: int
+    loss: torch.Tensor  # a tensor: reading it synchronises the device, so only do it now and then
+
+
+@dataclass
+class ItemStarted:
+    name: str
+    total_iterations: int
+
+
+@dataclass
+class ItemDone:
+    name: str
+    output: Path | None
+    seconds: float
+    losses: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ItemSkipped:
+    name: str
+    reason: str
+
+
+@dataclass
+class ItemFailed:
+    name: str
+    error: str
+
+
+@dataclass
+class Notice:
+    """Something the user should know that does not stop the job (a dropped stream, a fallback)."""
+
+    message: str
+
+
+@dataclass
+class JobFinished:
+    summary: dict
+
+
+Event = JobStarted | Iteration | ItemStarted | ItemDone | ItemSkipped | ItemFailed | Notice | JobFinished
+EventCallback = Callable[[Event], None]
+
+
+def ignore(_event: Event) -> None:
+    """The default callback: a caller who does not listen pays nothing."""

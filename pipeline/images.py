@@ -1,0 +1,183 @@
+"""Image loading and atomic saving.
+
+Loading applies the EXIF orientation and turns every mode PIL knows (grayscale, 16-bit, CMYK,
+palette, with or without alpha) into an RGB float tensor in [0, 1]; the alpha channel is returned
+apart so it can be put back on the output unchanged. Saving goes through a temporary file in the
+same folder and a rename, so a crash never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pipeline.errors import InputError
+
+# Extensions PIL writes, and the format name it wants for each.
+SAVE_FORMATS = {
+    ".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP",
+    ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP",
+}
+FORMATS_WITH_ALPHA = {"PNG", "WEBP", "TIFF"}
+
+
+@dataclass
+class LoadedImage:
+    rgb: torch.Tensor  # [1, 3, H, W] float32 in [0, 1], orientation applied
+    alpha: np.ndarray | None = None  # [H, W] float32 in [0, 1], orientation applied
+    format: str | None = None  # PIL's name of the file's format
+    info: dict = field(default_factory=dict)  # exif / icc_profile to carry to the output
+    n_frames: int = 1
+
+
+def _to_float_array(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any PIL mode -> (RGB float32 [H, W, 3] in [0, 1], alpha float32 [H, W] or None)."""
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit (or 32-bit integer) grayscale: keep the precision instead of clipping to 8 bits.
+        arr = np.asarray(img, dtype=np.float32)
+        peak = 65535.0 if mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        gray = np.clip(arr / peak, 0, 1)
+        return np.repeat(gray[..., None], 3, axis=2), None
+    if mode == "F":
+        gray = np.clip(np.asarray(img, dtype=np.float32), 0, 1)
+        return np.repeat(gray[..., None], 3, axis=2), None
+    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        mode == "P" and "transparency" in img.info
+    )
+    if has_alpha:
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
+        return rgba[..., :3], rgba[..., 3]
+    return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0, None
+
+
+def load_image(path: str | Path) -> LoadedImage:
+    """Read an image file; raise InputError with the reason when it cannot be read."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected an image file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file (0 bytes)")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            fmt = img.format
+            n_frames = getattr(img, "n_frames", 1)
+            info = {k: img.info[k] for k in ("icc_profile", "exif") if img.info.get(k)}
+            img = ImageOps.exif_transpose(img)
+            rgb, alpha = _to_float_array(img)
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: not an image (unknown or unsupported format)") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable image ({exc})") from None
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).contiguous()
+    return LoadedImage(tensor, alpha, fmt, info, n_frames)
+
+
+def load_rgb(path: str | Path) -> torch.Tensor:
+    """Just the RGB pixels ``[1, 3, H, W]`` of an image file."""
+    return load_image(path).rgb
+
+
+def fit_long_side(height: int, width: int, long_side: int) -> tuple[int, int]:
+    """(height, width) scaled so the longer side is ``long_side``, aspect ratio kept."""
+    scale = long_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Resize ``[B, C, H, W]`` to (height, width), antialiased when shrinking."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    return F.interpolate(image, size=size, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+
+
+def resize_long_side(image: torch.Tensor, long_side: int) -> torch.Tensor:
+    return resize(image, fit_long_side(image.shape[-2], image.shape[-1], long_side))
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """``[1, 3, H, W]`` or ``[3, H, W]`` float in [0, 1] -> ``[H, W, 3]`` uint8."""
+    if image.dim() == 4:
+        image = image[0]
+    return image.detach().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def from_uint8(array: np.ndarray) -> torch.Tensor:
+    """``[H, W, 3]`` uint8 -> ``[1, 3, H, W]`` float in [0, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).unsqueeze(0).float().contiguous() / 255.0
+
+
+def save_format_for(path: Path, fallback: str | None = None) -> str:
+    fmt = SAVE_FORMATS.get(path.suffix.lower(), fallback)
+    if fmt is None:
+        raise InputError(
+            f"{path}: unknown output image type {path.suffix!r} "
+            f"(use one of {', '.join(sorted(SAVE_FORMATS))})"
+        )
+    return fmt
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename to ``path``; the temporary file never survives a failure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_image(
+    image: torch.Tensor,
+    path: str | Path,
+    *,
+    alpha: np.ndarray | None = None,
+    info: dict | None = None,
+    quality: int = 95,
+    fmt: str | None = None,
+) -> None:
+    """Save ``[1, 3, H, W]`` in [0, 1] atomically; ``alpha`` ``[H, W]`` in [0, 1] is put back if the
+    format can hold it."""
+    path = Path(path)
+    fmt = fmt or save_format_for(path)
+    pil = Image.fromarray(to_uint8(image), "RGB")
+    if alpha is not None and fmt in FORMATS_WITH_ALPHA:
+        a = Image.fromarray(np.clip(alpha * 255 + 0.5, 0, 255).astype(np.uint8), "L")
+        if a.size != pil.size:
+            a = a.resize(pil.size, Image.Resampling.BICUBIC)
+        pil.putalpha(a)
+    kwargs = {}
+    info = info or {}
+    if info.get("icc_profile") and fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
+        kwargs["icc_profile"] = info["icc_profile"]
+    if info.get("exif") and fmt in ("JPEG", "PNG", "WEBP"):
+        # The pixels are already upright: reset the orientation tag so viewers do not rotate twice.
+        exif = Image.Exif()
+        exif.load(info["exif"])
+        exif[0x0112] = 1
+        kwargs["exif"] = exif.tobytes()
+    if fmt in ("JPEG", "WEBP"):
+        kwargs["quality"] = quality
+
+    def write(tmp: Path) -> None:
+        pil.save(tmp, format=fmt, **kwargs)
+
+    atomic_write(path, write)

@@ -1,0 +1,86 @@
+"""End-to-end: the installed console script, as a user runs it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+BIN = Path(sys.executable).parent
+
+
+def run(*args, cwd=None):
+    return subprocess.run([str(BIN / "stylize-images"), *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, env={**os.environ, "COLUMNS": "120"})
+
+
+FAST = ["--size", "64", "--iterations", "4", "--scales", "1", "--device", "cpu", "--quiet"]
+
+
+def test_single_image_end_to_end(tmp_path, content_file, style_file):
+    out = tmp_path / "out.png"
+    before = content_file.read_bytes()
+    proc = run(content_file, style_file, out, *FAST[:-1])
+    assert proc.returncode == 0, proc.stderr
+    assert "Wrote" in proc.stderr and "s/iteration" in proc.stderr
+    img = Image.open(out)
+    assert img.size == (64, 48)
+    assert content_file.read_bytes() == before  # the input is never touched
+    assert not any(p.name.endswith(".part") for p in tmp_path.iterdir())
+    src = np.asarray(Image.open(content_file), dtype=np.float32)
+    assert np.abs(np.asarray(img, dtype=np.float32) - src).mean() > 1  # it did change the image
+
+
+def test_existing_output_needs_overwrite(tmp_path, content_file, style_file):
+    out = tmp_path / "out.png"
+    out.write_bytes(b"precious")
+    proc = run(content_file, style_file, out, *FAST)
+    assert proc.returncode != 0
+    assert "already exists" in proc.stderr and "--overwrite" in proc.stderr
+    assert out.read_bytes() == b"precious"
+    proc = run(content_file, style_file, out, *FAST, "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(out).size == (64, 48)
+
+
+def test_blended_styles_and_options(tmp_path, content_file, style_file, style_file2):
+    out = tmp_path / "blend.jpg"
+    proc = run(content_file, style_file, out, *FAST, "--add-style", style_file2, "--style-blend", "0.7,0.3",
+               "--preserve-colors", "--optimizer", "adam", "--init", "noise", "--seed", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(out).format == "JPEG"
+
+
+def one_error_line(proc):
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_bad_inputs_get_one_clear_line(tmp_path, content_file, style_file):
+    out = tmp_path / "o.png"
+    assert "no such file" in one_error_line(run(tmp_path / "missing.jpg", style_file, out, *FAST))
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("hello, not an image")
+    assert "not an image" in one_error_line(run(fake, style_file, out, *FAST))
+    assert "style image not found" in one_error_line(run(content_file, tmp_path / "nostyle.jpg", out, *FAST))
+    assert "not an image" in one_error_line(run(content_file, fake, out, *FAST))
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    assert "empty file" in one_error_line(run(empty, style_file, out, *FAST))
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (40, 8)).save(tiny)
+    assert "too small" in one_error_line(run(tiny, style_file, out, *FAST))
+    assert "--optimizer" in one_error_line(run(content_file, style_file, out, *FAST, "--optimizer", "sgd"))
+    assert "unknown output image type" in one_error_line(run(content_file, style_file, tmp_path / "o.xyz", *FAST))
+    assert not out.exists()
+
+
+def test_help_shows_defaults():
+    proc = run("--help")
+    assert proc.returncode == 0
+    assert "--style-weight" in proc.stdout and "default: 512" in proc.stdout
