@@ -40,7 +40,7 @@ class StyleConfig:
     iterations: int = 300
     content_weight: float = 1.0
     style_weight: float = 3.0
-    tv_weight: float = 1.0
+    tv_weight: float = 5.0
     style_layer_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
     optimizer: str = "lbfgs"
     learning_rate: float = 0.02  # Adam only; pixels are in [0, 1]
