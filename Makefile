@@ -16,7 +16,6 @@ setup: $(STAMP)
 # Re-installs only when pyproject.toml changes, so `make test` is quick once set up.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
