@@ -26,6 +26,13 @@ SAVE_FORMATS = {
     ".tif": "TIFF", ".tiff": "TIFF", ".bmp": "BMP",
 }
 FORMATS_WITH_ALPHA = {"PNG", "WEBP", "TIFF"}
+# Extensions a photo folder walk picks up. GIF and the JPEG spellings we cannot save under their own
+# name are read, and written in the format of OUTPUT_SUFFIX_FOR (a stylized GIF's 256 colours would
+# throw most of the style away).
+READ_SUFFIXES = frozenset({*SAVE_FORMATS, ".jpe", ".jfif", ".gif"})
+OUTPUT_SUFFIX_FOR = {".jpe": ".jpg", ".jfif": ".jpg", ".gif": ".png"}
+# --format names -> the suffix outputs get.
+FORMAT_SUFFIXES = {"jpg": ".jpg", "png": ".png", "webp": ".webp", "tiff": ".tif", "bmp": ".bmp"}
 
 
 @dataclass
@@ -58,8 +65,33 @@ def _to_float_array(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0, None
 
 
-def load_image(path: str | Path) -> LoadedImage:
-    """Read an image file; raise InputError with the reason when it cannot be read."""
+def _icc_colour_space(icc: bytes) -> bytes:
+    """The data colour space of an ICC profile (b"RGB ", b"CMYK", b"GRAY", ...): header bytes 16-20."""
+    return icc[16:20] if len(icc) >= 20 else b""
+
+
+def _cmyk_to_rgb(img: Image.Image, icc: bytes | None) -> Image.Image:
+    """CMYK -> RGB through the file's own profile when it has one (PIL's plain conversion ignores
+    ink behaviour and gives washed-out colours), falling back to the plain conversion."""
+    if icc:
+        from io import BytesIO
+
+        from PIL import ImageCms
+
+        try:
+            source = ImageCms.ImageCmsProfile(BytesIO(icc))
+            return ImageCms.profileToProfile(img, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+        except (ImageCms.PyCMSError, OSError, ValueError):
+            pass
+    return img.convert("RGB")
+
+
+def load_image(path: str | Path, *, draft_long_side: int | None = None) -> LoadedImage:
+    """Read an image file; raise InputError with the reason when it cannot be read.
+
+    ``draft_long_side``: the caller will shrink the image to this long side, so a JPEG may be decoded
+    at 1/2, 1/4 or 1/8 scale (never below that size): several times faster for camera photos.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
@@ -69,11 +101,20 @@ def load_image(path: str | Path) -> LoadedImage:
         raise InputError(f"{path}: empty file (0 bytes)")
     try:
         with Image.open(path) as img:
+            if draft_long_side and img.format == "JPEG":
+                # A square request keeps both sides >= the target whatever the EXIF rotation.
+                img.draft(img.mode, (draft_long_side, draft_long_side))
             img.load()
             fmt = img.format
             n_frames = getattr(img, "n_frames", 1)
             info = {k: img.info[k] for k in ("icc_profile", "exif") if img.info.get(k)}
             img = ImageOps.exif_transpose(img)
+            if img.mode == "CMYK":
+                img = _cmyk_to_rgb(img, info.get("icc_profile"))
+            if info.get("icc_profile") and _icc_colour_space(info["icc_profile"]) != b"RGB ":
+                # A CMYK or grayscale profile would mislabel the RGB output: after the conversion
+                # above the pixels are sRGB, which is what a file without a profile means.
+                del info["icc_profile"]
             rgb, alpha = _to_float_array(img)
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image (unknown or unsupported format)") from None
@@ -127,6 +168,14 @@ def save_format_for(path: Path, fallback: str | None = None) -> str:
             f"(use one of {', '.join(sorted(SAVE_FORMATS))})"
         )
     return fmt
+
+
+def output_suffix(input_path: Path, output_format: str = "same") -> str:
+    """The suffix of the stylized copy of ``input_path``: its own, or the one ``--format`` asks for."""
+    if output_format != "same":
+        return FORMAT_SUFFIXES[output_format]
+    suffix = input_path.suffix
+    return OUTPUT_SUFFIX_FOR.get(suffix.lower(), suffix)
 
 
 def atomic_write(path: Path, write) -> None:
