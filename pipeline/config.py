@@ -127,3 +127,57 @@ class FolderConfig:
             raise ConfigError(f"--batch-size must be 'auto' or a positive whole number (got {self.batch_size!r})")
         if self.read_ahead < 1:
             raise ConfigError(f"read_ahead must be at least 1 (got {self.read_ahead})")
+
+
+VIDEO_INITS = ("frame", "previous")  # "warped" (TemporalConfig, pipeline/temporal.py) is wired in the job
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """What a video job stylizes: working size, iterations per frame, initialisation, frame range.
+
+    The first frame starts from its content with the multi-scale schedule and ``first_iterations``;
+    later frames start from ``init`` with ``iterations`` (single scale when they start from an
+    already stylized frame: the coarse levels would only blur it again).
+    """
+
+    size: int = 384  # long side frames are stylized at (never more than the input's)
+    first_iterations: int = 300
+    iterations: int = 60
+    init: str = "previous"
+    start: float = 0.0  # seconds into the input
+    duration: float | None = None  # seconds, None = to the end
+    max_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        from pipeline.errors import ConfigError
+
+        if self.size < 16:
+            raise ConfigError(f"--size must be at least 16 pixels (got {self.size})")
+        if self.first_iterations < 1 or self.iterations < 1:
+            raise ConfigError("--first-iterations and --iterations must be at least 1")
+        if self.start < 0:
+            raise ConfigError(f"--start must not be negative (got {self.start})")
+        if self.duration is not None and self.duration <= 0:
+            raise ConfigError(f"--duration must be positive (got {self.duration})")
+        if self.max_frames is not None and self.max_frames < 1:
+            raise ConfigError(f"--max-frames must be at least 1 (got {self.max_frames})")
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """How the stylized frames are encoded; the container comes from the output's extension."""
+
+    codec: str = "libx264"
+    crf: int | None = None  # None = the codec's entry in pipeline.video.CODEC_DEFAULTS
+    preset: str | None = "medium"  # x264/x265 speed preset; ignored by codecs without presets
+    pix_fmt: str | None = None  # None = yuv420p for lossy codecs (plays everywhere), RGB for ffv1
+    output_size: int | None = None  # long side of the output video; None = the input's size
+
+    def __post_init__(self) -> None:
+        from pipeline.errors import ConfigError
+
+        if self.crf is not None and not 0 <= self.crf <= 63:
+            raise ConfigError(f"--crf must be between 0 and 63 (got {self.crf})")
+        if self.output_size is not None and self.output_size < 16:
+            raise ConfigError(f"--output-size must be at least 16 pixels (got {self.output_size})")
