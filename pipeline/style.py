@@ -6,6 +6,7 @@ to 1), so a blend with weights (1, 0) is exactly the first style alone.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -52,12 +53,15 @@ class StyleTarget:
     def _compute(self, output_long_side: int) -> list[torch.Tensor]:
         self.computations += 1
         device = next(self.features.parameters()).device
-        long_side = max(self.features.min_size, round(output_long_side * self.style_scale))
+        long_side = round(output_long_side * self.style_scale)
         blended = None
         for image, weight in zip(self.images, self.weights):
             if weight == 0:
                 continue
-            x = resize_long_side(image, long_side).to(device)
+            h, w = image.shape[-2:]
+            # A long, thin painting must still fit the pooling stack on its short side.
+            side = max(long_side, math.ceil(self.features.min_size * max(h, w) / min(h, w)))
+            x = resize_long_side(image, side).to(device)
             with torch.autocast(device.type, dtype=self.autocast_dtype or torch.float32,
                                 enabled=self.autocast_dtype is not None):
                 feats = self.features(x)
