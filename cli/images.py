@@ -9,6 +9,9 @@ import typer
 
 from cli import common
 from cli.common import ENGINE, STYLE
+from pipeline.config import FolderConfig
+
+FOLDER = FolderConfig()
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -36,9 +39,16 @@ def stylize_images(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = ENGINE.device,
     weights: Annotated[str, typer.Option(help="VGG19 weights: original (bundled), torchvision (downloads), or a state-dict file.")] = ENGINE.weights,
     precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16.")] = ENGINE.precision,
-    quality: Annotated[int, typer.Option(help="JPEG/WebP quality of the output.")] = 95,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    quality: Annotated[int, typer.Option(help="JPEG/WebP quality of the output.")] = FOLDER.quality,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output (folders: redo every image).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars, only errors.")] = False,
+    recursive: Annotated[bool, typer.Option(help="Folders: walk sub-folders too, mirroring them under OUTPUT.")] = FOLDER.recursive,
+    include: Annotated[list[str] | None, typer.Option("--include", "--glob", help="Folders: only files matching this pattern (on the name or the relative path, e.g. '*.jpg', '2024/*'; repeatable).")] = None,
+    exclude: Annotated[list[str] | None, typer.Option(help="Folders: leave out files matching this pattern (repeatable).")] = None,
+    output_format: Annotated[str, typer.Option("--format", help="Folders: output format: same (as each input), jpg, png, webp, tiff or bmp.")] = FOLDER.format,
+    batch_size: Annotated[str, typer.Option(help="Folders: images of equal size stylized together: auto (1 on CPU; on CUDA 4 up to --size 512, 2 up to 1024, else 1) or a number.")] = str(FOLDER.batch_size),
+    dry_run: Annotated[bool, typer.Option(help="Folders: list what would be done, write nothing.")] = False,
+    report: Annotated[Path | None, typer.Option(help="Folders: write a JSON report (per file: input, output, status, seconds, error).")] = None,
 ) -> None:
     """Apply the style of a painting to an image (Gatys et al. neural style transfer)."""
     with common.user_errors():
@@ -55,7 +65,10 @@ def stylize_images(
             engine=EngineConfig(device=device, weights=weights, precision=precision),
         )
         if input.is_dir():
-            raise common.fail(f"{input}: folders are not supported yet", common.EXIT_USAGE)
+            folder = FolderConfig(recursive=recursive, include=tuple(include or ()), exclude=tuple(exclude or ()),
+                                  format=output_format, quality=quality, batch_size=_batch_size(batch_size),
+                                  overwrite=overwrite)
+            raise typer.Exit(_stylize_folder(input, output, job, folder, dry_run, report, quiet))
         with common.EventRenderer(quiet) as renderer:
             summary = stylize_image_file(input, output, job, overwrite=overwrite, quality=quality,
                                          on_event=renderer)
@@ -65,6 +78,54 @@ def stylize_images(
             f"{summary['seconds_per_iteration']:.3f} s/iteration on {summary['device']}",
             quiet,
         )
+
+
+def _batch_size(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise common.fail(f"--batch-size must be 'auto' or a positive whole number (got {value!r})",
+                          common.EXIT_USAGE) from None
+
+
+def _stylize_folder(input: Path, output: Path, job, folder: FolderConfig, dry_run: bool, report: Path | None,
+                    quiet: bool) -> int:
+    """The folder branch; returns the exit code (EXIT_PARTIAL when some files failed)."""
+    from pipeline.folder import stylize_folder
+
+    if dry_run:
+        summary = stylize_folder(input, output, job, folder, dry_run=True, report=report)
+        for record in summary["files"]:
+            if record["status"] in ("pending", "skipped"):
+                verb = "stylize" if record["status"] == "pending" else "keep (done)"
+                typer.echo(f"{verb}: {record['input']} -> {record['output']}")
+        common.print_line(f"Dry run: {summary['pending']} images to stylize, {summary['skipped']} already done, "
+                          f"{_ignored(summary)}; nothing written.", quiet)
+        return common.EXIT_OK
+    with common.EventRenderer(quiet, unit_label="image") as renderer:
+        summary = stylize_folder(input, output, job, folder, report=report, on_event=renderer)
+    rate = f", {summary['images_per_minute']:.2f} img/min" if summary["images_per_minute"] else ""
+    common.print_line(
+        f"Done in {common.format_seconds(summary['seconds'])}: {summary['done']} stylized, "
+        f"{summary['skipped']} already done, {len(summary['failed'])} failed, {_ignored(summary)} "
+        f"(on {summary['device']}, batch {summary['batch_size']}{rate}).", quiet)
+    if summary["failed"]:
+        # Always shown, even with --quiet: this is the list the user needs in the morning.
+        common.console.print(f"[bold red]{len(summary['failed'])} files failed:[/]")
+        for failure in summary["failed"]:
+            common.console.print(f"  {failure['error']}", soft_wrap=True, markup=False)
+    if report is not None:
+        common.print_line(f"Report: {report}", quiet)
+    return common.EXIT_PARTIAL if summary["failed"] else common.EXIT_OK
+
+
+def _ignored(summary: dict) -> str:
+    if not summary["ignored"]:
+        return "no other files"
+    kinds = ", ".join(f"{k}: {n}" for k, n in sorted(summary["ignored_types"].items()))
+    return f"{summary['ignored']} other files skipped ({kinds})"
 
 
 def main() -> None:

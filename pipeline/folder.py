@@ -39,7 +39,10 @@ from pipeline.folder_plan import (  # noqa: F401  (re-exported: the folder job's
     write_manifest,
 )
 
-AUTO_BATCH = {"cpu": 1, "cuda": 4, "mps": 1}  # see docs/readme-folders.md for the CPU measurement
+# --batch-size auto. CPU: 1, measured (docs/readme-folders.md): batching gave no clear gain there.
+# CUDA: batches fill the GPU better at small sizes (not yet measured on our GPUs); the batch shrinks
+# as images grow so that a night's job does not run out of GPU memory at --size 2048.
+CUDA_AUTO_BATCH = ((512, 4), (1024, 2))  # (largest long side, batch size)
 
 
 _END = object()  # the last thing a worker puts on a queue
@@ -61,8 +64,12 @@ class _Failed:
     error: str
 
 
-def resolve_batch_size(batch_size: int | str, device) -> int:
-    return AUTO_BATCH.get(device.type, 1) if batch_size == "auto" else int(batch_size)
+def resolve_batch_size(batch_size: int | str, device, long_side: int) -> int:
+    if batch_size != "auto":
+        return int(batch_size)
+    if device.type == "cuda":
+        return next((n for side, n in CUDA_AUTO_BATCH if long_side <= side), 1)
+    return 1
 
 
 def _prepare(item: WorkItem, long_side: int, min_side: int) -> _Loaded | _Failed:
@@ -296,7 +303,7 @@ def stylize_folder(
             summary["setup_seconds"] = round(time.perf_counter() - start, 3)
             start = time.perf_counter()  # the rate below is the stylizing's, not the network loading's
             summary["device"] = str(stylizer.device)
-            summary["batch_size"] = resolve_batch_size(config.batch_size, stylizer.device)
+            summary["batch_size"] = resolve_batch_size(config.batch_size, stylizer.device, stylizer.config.size)
             output_dir.mkdir(parents=True, exist_ok=True)
             if removed := remove_stale_parts(output_dir):
                 run.emit(Notice(f"removed {removed} half-written temporary files left by an interrupted run"))

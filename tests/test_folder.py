@@ -301,3 +301,12 @@ def test_dry_run_writes_nothing_and_empty_folder_fails(tmp_path, job):
     (empty / "readme.txt").write_text("x")
     with pytest.raises(InputError, match="no images found"):
         run_folder(empty, tmp_path / "out2", job, FakeStylizer())
+
+
+def test_auto_batch_size_per_device_and_size():
+    from pipeline.folder import resolve_batch_size
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_batch_size("auto", cpu, 256) == 1
+    assert [resolve_batch_size("auto", cuda, s) for s in (256, 512, 1024, 2048)] == [4, 4, 2, 1]
+    assert resolve_batch_size(3, cpu, 256) == 3
