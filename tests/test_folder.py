@@ -310,3 +310,46 @@ def test_auto_batch_size_per_device_and_size():
     assert resolve_batch_size("auto", cpu, 256) == 1
     assert [resolve_batch_size("auto", cuda, s) for s in (256, 512, 1024, 2048)] == [4, 4, 2, 1]
     assert resolve_batch_size(3, cpu, 256) == 3
+
+
+def test_a_decoder_crash_fails_only_that_file(tmp_path, job, monkeypatch):
+    import pipeline.images
+
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for name in ("good.png", "weird.png"):
+        Image.fromarray(pattern(64, 48)).save(src / name)
+    real_load = pipeline.images.load_image
+
+    def load(path, **kwargs):
+        if Path(path).name == "weird.png":
+            raise IndexError("tile out of range")  # what some PIL plugins raise on damaged files
+        return real_load(path, **kwargs)
+
+    monkeypatch.setattr(pipeline.images, "load_image", load)
+    summary, _ = run_folder(src, dst, job, FakeStylizer())
+    assert summary["done"] == 1
+    assert summary["failed"] == [{"input": "weird.png",
+                                  "error": f"{src / 'weird.png'}: unreadable image (IndexError: tile out of range)"}]
+
+
+def test_animated_gif_first_frame_with_a_warning(tmp_path, job):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    frames = [Image.fromarray(pattern(64, 48, seed=i)) for i in range(3)]
+    frames[0].save(src / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    summary, events = run_folder(src, dst, job, FakeStylizer())
+    assert summary["done"] == 1 and outputs(dst) == {"anim.png"}
+    notices = [e.message for e in events if isinstance(e, ev.Notice)]
+    assert notices == ["anim.gif: animated (3 frames); only the first is stylized"]
+
+
+def test_alpha_dropped_for_jpeg_output_with_one_warning(tmp_path, job):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for i in range(2):
+        Image.fromarray(np.dstack([pattern(64, 48, seed=i), alpha_ramp()]), "RGBA").save(src / f"t{i}.png")
+    summary, events = run_folder(src, dst, job, FakeStylizer(), config=FolderConfig(format="jpg", quality=80))
+    assert outputs(dst) == {"t0.jpg", "t1.jpg"} and Image.open(dst / "t0.jpg").mode == "RGB"
+    notices = [e.message for e in events if isinstance(e, ev.Notice)]
+    assert len(notices) == 1 and "alpha channels are dropped" in notices[0]
