@@ -44,6 +44,7 @@ class VideoInfo:
     subtitle_streams: int = 0
     codec: str = ""
     damage: str | None = None  # why reading packets stopped early, when it did
+    end_pts: int | None = None  # first frame after the range; None when the range runs to the end
 
     @property
     def frames(self) -> int:
@@ -92,6 +93,7 @@ def probe(path: str | Path, window: FrameWindow | None = None) -> VideoInfo:
         tb = stream.time_base or Fraction(1, 90000)
         rate = stream.average_rate or stream.guessed_rate or Fraction(25)
         pts: list[int] = []
+        all_pts: list[int] = []
         index, damage = 0, None
         try:
             for packet in container.demux(stream):
@@ -100,6 +102,7 @@ def probe(path: str | Path, window: FrameWindow | None = None) -> VideoInfo:
                 # Raw streams may carry no timestamps: then the frame rate decides.
                 p = packet.pts if packet.pts is not None else round(index / rate / tb)
                 index += 1
+                all_pts.append(p)
                 if window.contains(float(p * tb)):
                     pts.append(p)
         except av.error.FFmpegError as exc:
@@ -112,6 +115,7 @@ def probe(path: str | Path, window: FrameWindow | None = None) -> VideoInfo:
         pts.sort()
         if window.max_frames is not None:
             pts = pts[: window.max_frames]
+        later = [p for p in all_pts if pts and p > pts[-1]]
         cc = stream.codec_context
         if not cc.width or not cc.height:
             raise InputError(f"{path}: video stream has no picture size (damaged header?)")
@@ -119,7 +123,8 @@ def probe(path: str | Path, window: FrameWindow | None = None) -> VideoInfo:
             where = "" if window.start == 0 and window.duration is None else " in the chosen range"
             raise InputError(f"{path}: no video frames{where}")
         return VideoInfo(path, cc.width, cc.height, Fraction(tb), Fraction(rate), tuple(pts),
-                         len(container.streams.audio), len(container.streams.subtitles), cc.name, damage)
+                         len(container.streams.audio), len(container.streams.subtitles), cc.name, damage,
+                         min(later) if later else None)
     finally:
         container.close()
 

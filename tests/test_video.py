@@ -106,12 +106,9 @@ def copy_frames(info, path: Path, shift=0.0, **options) -> list[str]:
     kw = dict(codec="libx264", crf=None, preset="ultrafast", pix_fmt=None, long_side=None)
     kw.update(options)
     writer = VideoWriter(path, info, shift=shift, on_notice=notes.append, **kw)
-    last = None
     for frame in decode_frames(info):
         writer.write(255 - frame.rgb, frame.pts)
-        last = frame.pts
-    step = info.frame_pts[-1] - info.frame_pts[-2]
-    writer.finish(float((last + step) * info.time_base))
+    writer.finish(float(info.end_pts * info.time_base) if info.end_pts is not None else float("inf"))
     return notes
 
 
@@ -121,7 +118,9 @@ def test_probe_counts_frames_in_range(tmp_path):
     info = probe(path)
     assert info.frames == 10 and (info.width, info.height) == (48, 32) and info.audio_streams == 1
     assert [round(float(p * info.time_base) * 1000) for p in info.frame_pts] == times
+    assert info.end_pts is None
     windowed = probe(path, FrameWindow(start=0.1, duration=0.3))
+    assert round(float(windowed.end_pts * info.time_base) * 1000) == min(t for t in times if t >= 400)
     assert [round(float(p * info.time_base) * 1000) for p in windowed.frame_pts] == [t for t in times
                                                                                      if 100 <= t < 400]
     assert probe(path, FrameWindow(max_frames=3)).frames == 3

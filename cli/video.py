@@ -1,0 +1,96 @@
+"""`stylize-video INPUT STYLE OUTPUT`: stylize every frame of a video, keep its timing and sound."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli import common
+from cli.common import ENGINE, STYLE
+from pipeline.config import EncodeConfig, VideoConfig
+
+VIDEO = VideoConfig()
+ENCODE = EncodeConfig()
+
+app = typer.Typer(add_completion=False, rich_markup_mode=None)
+
+
+def _size_text(n_bytes: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n_bytes < 1000 or unit == "GB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1000
+    return ""
+
+
+@app.command(context_settings={"help_option_names": ["-h", "--help"]})
+def stylize_video(
+    input: Annotated[Path, typer.Argument(help="The video file (any container/codec FFmpeg decodes).")],
+    style: Annotated[Path, typer.Argument(help="The style image (a painting).")],
+    output: Annotated[Path, typer.Argument(help="The output video; its extension picks the container (.mp4, .mkv, .webm, .mov).")],
+    size: Annotated[int, typer.Option(help="Long side frames are stylized at (never more than the input's); the result is resized back.")] = VIDEO.size,
+    first_iterations: Annotated[int, typer.Option(help="Network evaluations for the first frame (coarse-to-fine, from its content).")] = VIDEO.first_iterations,
+    iterations: Annotated[int, typer.Option(help="Network evaluations for each later frame.")] = VIDEO.iterations,
+    init: Annotated[str, typer.Option(help="How later frames start: previous (the previous stylized frame: steadier) or frame (their own content).")] = VIDEO.init,
+    start: Annotated[float, typer.Option(help="Start this many seconds into the input.")] = VIDEO.start,
+    duration: Annotated[float | None, typer.Option(help="Stylize only this many seconds.")] = VIDEO.duration,
+    max_frames: Annotated[int | None, typer.Option(help="Stylize at most this many frames (quick previews).")] = VIDEO.max_frames,
+    output_size: Annotated[int | None, typer.Option(help="Long side of the output video (default: the input's size).")] = ENCODE.output_size,
+    codec: Annotated[str, typer.Option(help="Video encoder: libx264, libx265, libvpx-vp9, ffv1 (lossless, use .mkv), ...")] = ENCODE.codec,
+    crf: Annotated[int | None, typer.Option(help="Constant quality (lower = better, bigger); default per codec: x264 18, x265 20, vp9 30.")] = ENCODE.crf,
+    preset: Annotated[str | None, typer.Option(help="x264/x265 speed preset (ultrafast ... veryslow).")] = ENCODE.preset,
+    pix_fmt: Annotated[str | None, typer.Option(help="Output pixel format (default: yuv420p; RGB for ffv1).")] = ENCODE.pix_fmt,
+    content_weight: Annotated[float, typer.Option(help="Weight of the content loss (alpha).")] = STYLE.content_weight,
+    style_weight: Annotated[float, typer.Option(help="Weight of the style loss (beta); higher = stronger style.")] = STYLE.style_weight,
+    tv_weight: Annotated[float, typer.Option(help="Total-variation weight: smooths high-frequency noise.")] = STYLE.tv_weight,
+    optimizer: Annotated[str, typer.Option(help="lbfgs or adam.")] = STYLE.optimizer,
+    learning_rate: Annotated[float, typer.Option(help="Adam's step size (pixels in [0, 1]).")] = STYLE.learning_rate,
+    scales: Annotated[int, typer.Option(help="Coarse-to-fine levels for frames that start from their content.")] = STYLE.scales,
+    style_scale: Annotated[float, typer.Option(help="Style image's size relative to the frames'.")] = STYLE.style_scale,
+    preserve_colors: Annotated[bool, typer.Option(help="Keep the video's colours, take the style's texture.")] = STYLE.preserve_colors,
+    add_style: Annotated[list[Path] | None, typer.Option(help="Another style image to blend in (repeatable).")] = None,
+    style_blend: Annotated[str | None, typer.Option(help="Blend weights for STYLE and each --add-style, e.g. 0.7,0.3 (default: equal).")] = None,
+    pooling: Annotated[str, typer.Option(help="VGG pooling: max or avg.")] = STYLE.pooling,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = ENGINE.device,
+    weights: Annotated[str, typer.Option(help="VGG19 weights: original (bundled), torchvision (downloads), or a state-dict file.")] = ENGINE.weights,
+    precision: Annotated[str, typer.Option(help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16.")] = ENGINE.precision,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output, or discard an interrupted job with other options.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars, only warnings and errors.")] = False,
+) -> None:
+    """Apply the style of a painting to every frame of a video; sound and timing are kept.
+
+    An interrupted job (crash, Ctrl-C, power loss) resumes where it stopped when the same command
+    is run again: its frames are kept in OUTPUT.stylize-job/ until the output is complete.
+    """
+    with common.user_errors():
+        from pipeline.config import EngineConfig, JobConfig, StyleConfig
+        from pipeline.video_job import stylize_video as run_job
+
+        job = JobConfig(
+            styles=common.style_images(style, add_style, style_blend),
+            style=StyleConfig(
+                size=size, iterations=first_iterations, content_weight=content_weight, style_weight=style_weight,
+                tv_weight=tv_weight, optimizer=optimizer, learning_rate=learning_rate, scales=scales,
+                style_scale=style_scale, preserve_colors=preserve_colors, pooling=pooling,
+            ),
+            engine=EngineConfig(device=device, weights=weights, precision=precision),
+        )
+        video = VideoConfig(size=size, first_iterations=first_iterations, iterations=iterations, init=init,
+                            start=start, duration=duration, max_frames=max_frames)
+        encode = EncodeConfig(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, output_size=output_size)
+        with common.EventRenderer(quiet) as renderer:
+            summary = run_job(input, output, job, video, encode, overwrite=overwrite, on_event=renderer)
+        resumed = f" ({summary['resumed_frames']} from an earlier run)" if summary["resumed_frames"] else ""
+        common.print_line(
+            f"Wrote {summary['output']} ({summary['width']}x{summary['height']}, {summary['frames']} frames"
+            f"{resumed}, {_size_text(summary['output_bytes'])}) in {common.format_seconds(summary['seconds'])}: "
+            f"{summary['seconds_per_frame']:.2f} s/frame at {summary['work_width']}x{summary['work_height']} "
+            f"on {summary['device']}",
+            quiet,
+        )
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,203 @@
+"""pipeline/video_job.py: the staged job, frame initialisation, resume after a crash, safety.
+
+Most tests use ``EchoStylizer``, a stand-in that mixes the frame with its init image without any
+network: it makes the job's own logic (chaining, resume, timing) fast and exactly checkable. The
+real VGG19 runs end to end in tests/test_cli_video.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from test_video import audio_seconds, frame_times, make_video
+
+from pipeline.config import EncodeConfig, JobConfig, StyleConfig, StyleImage, VideoConfig
+from pipeline.errors import ConfigError, InputError, OutputExistsError
+from pipeline.events import ItemDone, JobFinished, JobStarted, Notice
+from pipeline.optimize import StylizeResult
+from pipeline.video_job import JobFolder, stylize_video
+
+FAST = VideoConfig(size=32, first_iterations=2, iterations=2)
+ENCODE = EncodeConfig(preset="ultrafast")
+
+
+class EchoStylizer:
+    """Returns the average of the content and the init (or a fixed tint for a first frame)."""
+
+    device = torch.device("cpu")
+
+    def __init__(self, fail_at: int | None = None):
+        self.calls: list[dict] = []
+        self.fail_at = fail_at
+
+    def stylize(self, content, *, init=None, temporal=None, iterations=None, scales=None, on_progress=None):
+        if self.fail_at is not None and len(self.calls) == self.fail_at:
+            raise KeyboardInterrupt  # what Ctrl-C does in the middle of a frame
+        self.calls.append({"content": content.clone(), "init": None if init is None else init.clone(),
+                           "iterations": iterations, "scales": scales})
+        start = init if init is not None else torch.full_like(content, 0.25)
+        if on_progress is not None:
+            on_progress(iterations, iterations, torch.tensor(1.0))
+        return StylizeResult((content + start) / 2, {"style": 1.0}, iterations)
+
+
+@pytest.fixture
+def job(style_file) -> JobConfig:
+    return JobConfig(styles=(StyleImage(style_file),), style=StyleConfig(scales=1))
+
+
+def decoded(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def test_job_keeps_frames_timing_and_sound(tmp_path, job):
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    times = make_video(src, width=64, height=48, frames=7, vfr=True)
+    events = []
+    stylizer = EchoStylizer()
+    summary = stylize_video(src, out, job, FAST, ENCODE, on_event=events.append, stylizer=stylizer)
+    assert frame_times(out) == [t / 1000 for t in times]
+    assert audio_seconds(out) == pytest.approx(audio_seconds(src), abs=0.03)
+    assert (summary["width"], summary["height"], summary["frames"]) == (64, 48, 7)
+    assert (summary["work_width"], summary["work_height"]) == (32, 24)
+    assert not JobFolder(out).path.exists()
+    assert [e.total for e in events if isinstance(e, JobStarted)] == [7]
+    assert sum(isinstance(e, ItemDone) for e in events) == 7
+    assert isinstance(events[-1], JobFinished)
+    # The first frame gets the first-frame budget from its content; later ones start from the previous result.
+    assert stylizer.calls[0]["init"] is None and stylizer.calls[0]["iterations"] == 2
+    assert all(c["init"] is not None and c["scales"] == 1 for c in stylizer.calls[1:])
+
+
+def test_previous_init_passes_the_exact_saved_bytes(tmp_path, job):
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mkv"
+    make_video(src, frames=4, audio=False)
+    stylizer = EchoStylizer(fail_at=3)  # stop before the 4th frame, keeping 3 in the job folder
+    with pytest.raises(KeyboardInterrupt):
+        stylize_video(src, out, job, FAST, EncodeConfig(codec="ffv1"), stylizer=stylizer)
+    folder = JobFolder(out)
+    saved = [folder.load(i, (21, 32, 3)) for i in range(3)]
+    # Frame 2 started from the PNG of frame 1, bit for bit (so a resumed run starts from the same state).
+    init = (stylizer.calls[2]["init"][0].permute(1, 2, 0) * 255).round().byte().numpy()
+    assert np.array_equal(init, saved[1])
+    assert not out.exists()
+
+
+def test_frame_init_starts_every_frame_from_its_content(tmp_path, job):
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_video(src, frames=3, audio=False)
+    stylizer = EchoStylizer()
+    stylize_video(src, out, job, VideoConfig(size=32, first_iterations=5, iterations=2, init="frame"), ENCODE,
+                  stylizer=stylizer)
+    assert [c["init"] for c in stylizer.calls] == [None, None, None]
+    assert [c["iterations"] for c in stylizer.calls] == [5, 2, 2]
+
+
+def test_interrupted_job_resumes_to_the_same_result(tmp_path, job):
+    src = tmp_path / "in.mp4"
+    make_video(src, frames=6)
+    whole, resumed = tmp_path / "whole.mkv", tmp_path / "resumed.mkv"
+    lossless = EncodeConfig(codec="ffv1")
+    stylize_video(src, whole, job, FAST, lossless, stylizer=EchoStylizer())
+    with pytest.raises(KeyboardInterrupt):
+        stylize_video(src, resumed, job, FAST, lossless, stylizer=EchoStylizer(fail_at=4))
+    events = []
+    second = EchoStylizer()
+    summary = stylize_video(src, resumed, job, FAST, lossless, on_event=events.append, stylizer=second)
+    assert summary["resumed_frames"] == 4 and len(second.calls) == 2
+    assert any(isinstance(e, Notice) and "resuming" in e.message for e in events)
+    assert all(np.array_equal(a, b) for a, b in zip(decoded(whole), decoded(resumed)))
+    assert len(decoded(resumed)) == 6
+    assert audio_seconds(resumed) == pytest.approx(audio_seconds(whole), abs=1e-6)
+
+
+def test_changed_options_are_refused_then_discarded_with_overwrite(tmp_path, job):
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_video(src, frames=4, audio=False)
+    with pytest.raises(KeyboardInterrupt):
+        stylize_video(src, out, job, FAST, ENCODE, stylizer=EchoStylizer(fail_at=2))
+    other = VideoConfig(size=32, first_iterations=2, iterations=3)
+    with pytest.raises(ConfigError, match="video differ"):
+        stylize_video(src, out, job, other, ENCODE, stylizer=EchoStylizer())
+    summary = stylize_video(src, out, job, other, ENCODE, overwrite=True, stylizer=EchoStylizer())
+    assert summary["resumed_frames"] == 0 and summary["frames"] == 4
+
+
+def test_existing_output_is_kept_without_overwrite(tmp_path, job):
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_video(src, frames=3, audio=False)
+    out.write_bytes(b"precious")
+    with pytest.raises(OutputExistsError):
+        stylize_video(src, out, job, FAST, ENCODE, stylizer=EchoStylizer())
+    assert out.read_bytes() == b"precious"
+    stylize_video(src, out, job, FAST, ENCODE, overwrite=True, stylizer=EchoStylizer())
+    assert len(frame_times(out)) == 3
+    with pytest.raises(OutputExistsError, match="replace the input"):
+        stylize_video(src, src, job, FAST, ENCODE, overwrite=True, stylizer=EchoStylizer())
+
+
+def test_damaged_input_stops_with_where_the_frames_are(tmp_path, job):
+    whole, src, out = tmp_path / "whole.mp4", tmp_path / "cut.mp4", tmp_path / "out.mp4"
+    make_video(whole, frames=30, audio=False, options={"movflags": "+faststart"})
+    data = whole.read_bytes()
+    src.write_bytes(data[: int(len(data) * 0.6)])
+    events = []
+    with pytest.raises(InputError) as info:
+        stylize_video(src, out, job, FAST, ENCODE, on_event=events.append, stylizer=EchoStylizer())
+    message = str(info.value)
+    assert "could not be decoded" in message and "stylized frames are kept in" in message
+    assert any(isinstance(e, Notice) and "damaged" in e.message for e in events)
+    assert not out.exists() and src.read_bytes() == data[: int(len(data) * 0.6)]
+    assert not list(JobFolder(out).path.glob("output*"))
+
+
+KILL_SCRIPT = """
+import sys, time, torch
+sys.path.insert(0, {tests!r})
+from test_video_job import EchoStylizer, FAST, ENCODE
+from pipeline.config import JobConfig, StyleConfig, StyleImage
+from pipeline.video_job import stylize_video
+
+class Slow(EchoStylizer):
+    def stylize(self, content, **kw):
+        time.sleep(0.3)  # long enough for the test to kill it partway
+        return super().stylize(content, **kw)
+
+job = JobConfig(styles=(StyleImage({style!r}),), style=StyleConfig(scales=1))
+stylize_video({src!r}, {out!r}, job, FAST, ENCODE, stylizer=Slow())
+"""
+
+
+def test_sigkill_partway_then_rerun_completes(tmp_path, job, style_file):
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_video(src, frames=20)
+    script = tmp_path / "run.py"
+    script.write_text(KILL_SCRIPT.format(tests=str(Path(__file__).parent), style=str(style_file), src=str(src),
+                                         out=str(out)))
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=Path(__file__).parent.parent)
+    frames = JobFolder(out).frames
+    try:
+        while len(list(frames.glob("*.png"))) < 3 and proc.poll() is None:
+            time.sleep(0.05)  # watching another process: there is nothing to join
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the job finished before it could be killed"
+    assert not out.exists()
+    summary = stylize_video(src, out, job, FAST, ENCODE, stylizer=EchoStylizer())
+    assert 3 <= summary["resumed_frames"] < 20
+    assert frame_times(out) == [round(i * 0.04, 4) for i in range(20)]
+    assert audio_seconds(out) == pytest.approx(0.8, abs=0.03)
+    assert not JobFolder(out).path.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4", "run.py", "style.png"]
+
