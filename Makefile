@@ -8,6 +8,18 @@ STAMP := $(VENV)/.installed
 DEMO_CLIP := samples/bbb_2s.mp4
 DEMO_STYLE := samples/starry_night.jpg
 DEMO_OUT := out/demo.styled.mp4
+# Small working size and few iterations: the demo has to finish on a laptop CPU in minutes.
+DEMO_ARGS := --size 128 --first-iterations 80 --iterations 8 --overwrite
+
+# Media workflows (see docs/readme-video.md): `make stylize IN=clip.mp4 STYLE=painting.jpg OUT=out.mp4`,
+# or `make out/clip.styled.mp4` for clip.mp4 in SRC_DIR. ARGS passes more options to stylize-video.
+ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+STYLIZE_VIDEO := $(ROOT)/$(BIN)/stylize-video
+STYLE ?= $(ROOT)/$(DEMO_STYLE)
+SRC_DIR ?= .
+ARGS ?=
+# Install first when run in the project itself; from a media folder (-f) the install must exist.
+HERE_SETUP := $(if $(filter $(ROOT),$(CURDIR)),setup)
 
 .PHONY: setup test demo lint bench clean stylize
 
@@ -26,9 +38,31 @@ lint: setup
 	$(BIN)/ruff check pipeline cli tests
 
 demo: setup
-	@mkdir -p out
-	$(BIN)/stylize-images samples/tubingen.jpg $(DEMO_STYLE) out/demo.styled.png --size 256 --overwrite
-	@echo "Demo result: out/demo.styled.png"
+	@mkdir -p $(dir $(DEMO_OUT))
+	$(BIN)/stylize-video $(DEMO_CLIP) $(DEMO_STYLE) $(DEMO_OUT) $(DEMO_ARGS)
+	@echo "Demo result: $(DEMO_OUT) (the 2-second sample clip with its sound, in the style of $(DEMO_STYLE))"
+
+stylize: $(HERE_SETUP)
+	@test -n "$(IN)" -a -n "$(OUT)" || { echo "usage: make stylize IN=clip.mp4 STYLE=painting.jpg OUT=out.mp4 [ARGS='--size 512']"; exit 2; }
+	$(STYLIZE_VIDEO) "$(IN)" "$(STYLE)" "$(OUT)" $(ARGS)
+
+# `make out/NAME.styled.mp4` stylizes SRC_DIR/NAME.{mp4,mov,mkv,webm,avi}; works from any folder with
+# `make -f /path/to/this/Makefile ...` once `make setup` has run here. An interrupted run resumes.
+out/%.styled.mp4: $(SRC_DIR)/%.mp4 | $(HERE_SETUP)
+	@mkdir -p $(dir $@)
+	$(STYLIZE_VIDEO) "$<" "$(STYLE)" "$@" $(ARGS)
+out/%.styled.mp4: $(SRC_DIR)/%.mov | $(HERE_SETUP)
+	@mkdir -p $(dir $@)
+	$(STYLIZE_VIDEO) "$<" "$(STYLE)" "$@" $(ARGS)
+out/%.styled.mp4: $(SRC_DIR)/%.mkv | $(HERE_SETUP)
+	@mkdir -p $(dir $@)
+	$(STYLIZE_VIDEO) "$<" "$(STYLE)" "$@" $(ARGS)
+out/%.styled.mp4: $(SRC_DIR)/%.webm | $(HERE_SETUP)
+	@mkdir -p $(dir $@)
+	$(STYLIZE_VIDEO) "$<" "$(STYLE)" "$@" $(ARGS)
+out/%.styled.mp4: $(SRC_DIR)/%.avi | $(HERE_SETUP)
+	@mkdir -p $(dir $@)
+	$(STYLIZE_VIDEO) "$<" "$(STYLE)" "$@" $(ARGS)
 
 bench: setup
 	$(BIN)/python -m pipeline.bench
