@@ -27,9 +27,9 @@ def _size_text(n_bytes: int) -> str:
 
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})
 def stylize_video(
-    input: Annotated[Path, typer.Argument(help="The video file (any container/codec FFmpeg decodes).")],
+    input: Annotated[Path, typer.Argument(help="The video file (any container/codec FFmpeg decodes), or a folder of numbered frames.")],
     style: Annotated[Path, typer.Argument(help="The style image (a painting).")],
-    output: Annotated[Path, typer.Argument(help="The output video; its extension picks the container (.mp4, .mkv, .webm, .mov).")],
+    output: Annotated[Path, typer.Argument(help="The output video; its extension picks the container (.mp4, .mkv, .webm, .mov). No extension: a folder of PNG frames.")],
     size: Annotated[int, typer.Option(help="Long side frames are stylized at (never more than the input's); the result is resized back.")] = VIDEO.size,
     first_iterations: Annotated[int, typer.Option(help="Network evaluations for the first frame (coarse-to-fine, from its content).")] = VIDEO.first_iterations,
     iterations: Annotated[int, typer.Option(help="Network evaluations for each later frame.")] = VIDEO.iterations,
@@ -37,6 +37,7 @@ def stylize_video(
     start: Annotated[float, typer.Option(help="Start this many seconds into the input.")] = VIDEO.start,
     duration: Annotated[float | None, typer.Option(help="Stylize only this many seconds.")] = VIDEO.duration,
     max_frames: Annotated[int | None, typer.Option(help="Stylize at most this many frames (quick previews).")] = VIDEO.max_frames,
+    fps: Annotated[float, typer.Option(help="Frame rate of an INPUT that is a folder of frames.")] = VIDEO.fps,
     output_size: Annotated[int | None, typer.Option(help="Long side of the output video (default: the input's size).")] = ENCODE.output_size,
     codec: Annotated[str, typer.Option(help="Video encoder: libx264, libx265, libvpx-vp9, ffv1 (lossless, use .mkv), ...")] = ENCODE.codec,
     crf: Annotated[int | None, typer.Option(help="Constant quality (lower = better, bigger); default per codec: x264 18, x265 20, vp9 30.")] = ENCODE.crf,
@@ -78,7 +79,7 @@ def stylize_video(
             engine=EngineConfig(device=device, weights=weights, precision=precision),
         )
         video = VideoConfig(size=size, first_iterations=first_iterations, iterations=iterations, init=init,
-                            start=start, duration=duration, max_frames=max_frames)
+                            start=start, duration=duration, max_frames=max_frames, fps=fps)
         encode = EncodeConfig(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, output_size=output_size)
         with common.EventRenderer(quiet) as renderer:
             summary = run_job(input, output, job, video, encode, overwrite=overwrite, on_event=renderer)

@@ -148,12 +148,15 @@ class VideoConfig:
     start: float = 0.0  # seconds into the input
     duration: float | None = None  # seconds, None = to the end
     max_frames: int | None = None
+    fps: float = 25.0  # frame rate of a folder of numbered frames given as input
 
     def __post_init__(self) -> None:
         from pipeline.errors import ConfigError
 
         if self.size < 16:
             raise ConfigError(f"--size must be at least 16 pixels (got {self.size})")
+        if self.fps <= 0:
+            raise ConfigError(f"--fps must be positive (got {self.fps})")
         if self.first_iterations < 1 or self.iterations < 1:
             raise ConfigError("--first-iterations and --iterations must be at least 1")
         if self.start < 0:

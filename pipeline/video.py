@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from pipeline.errors import ConfigError, InputError
+from pipeline.image_sequence import decode_folder, probe_folder
 
 # Per-codec defaults: (crf, pixel format). yuv420p plays everywhere; ffv1 keeps RGB (lossless).
 CODEC_DEFAULTS: dict[str, tuple[int | None, str]] = {
@@ -84,9 +85,13 @@ def _reason(exc: Exception) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
 
-def probe(path: str | Path, window: FrameWindow | None = None) -> VideoInfo:
-    """Open ``path`` and count the frames in ``window`` by reading packets (no decoding: fast)."""
+def probe(path: str | Path, window: FrameWindow | None = None, fps: float = 25.0) -> VideoInfo:
+    """Open ``path`` and count the frames in ``window`` by reading packets (no decoding: fast).
+
+    A folder is read as a sequence of numbered frames at ``fps``."""
     path, window = Path(path), window or FrameWindow()
+    if path.is_dir():
+        return VideoInfo(path, codec="image sequence", **probe_folder(path, fps, window))
     container = _open_input(path)
     try:
         stream = container.streams.video[0]
@@ -139,6 +144,10 @@ def decode_frames(info: VideoInfo) -> Iterator[DecodedFrame]:
     """The frames whose pts ``probe`` listed, in order. A frame that cannot be decoded raises
     InputError naming its time, so a damaged file never turns silently into a shorter video."""
     wanted = info.frame_pts
+    if info.path.is_dir():
+        for pts, rgb in decode_folder(info.path, wanted, (info.width, info.height)):
+            yield DecodedFrame(pts, rgb)
+        return
     container = _open_input(info.path)
     try:
         stream = container.streams.video[0]
@@ -219,8 +228,9 @@ class VideoWriter:
             raise ConfigError(f"{path.suffix or path.name}: no video container for this file name ({exc})") from None
         try:
             self.video = self._add_video(codec, crf if crf is not None else default_crf, preset, pix_fmt)
-            self.source = av.open(str(info.path))
-            self.plans = [self._plan(s) for s in self.source.streams if s.type in ("audio", "subtitle")]
+            self.source = None if info.path.is_dir() else av.open(str(info.path))  # a frame folder has no sound
+            others = self.source.streams if self.source is not None else []
+            self.plans = [self._plan(s) for s in others if s.type in ("audio", "subtitle")]
             self.container.start_encoding()  # writes the header: refusals surface now, not hours later
         except BaseException:
             self.abort()
@@ -313,7 +323,8 @@ class VideoWriter:
                 for packet in plan.out.encode():
                     self.container.mux(packet)
         self.container.close()
-        self.source.close()
+        if self.source is not None:
+            self.source.close()
 
     def abort(self) -> None:
         for c in (getattr(self, "container", None), getattr(self, "source", None)):

@@ -30,6 +30,7 @@ import numpy as np
 from pipeline.config import EncodeConfig, JobConfig, VideoConfig
 from pipeline.errors import ConfigError, InputError, OutputExistsError
 from pipeline.events import EventCallback, ItemDone, ItemStarted, Iteration, JobFinished, JobStarted, Notice, ignore
+from pipeline.image_sequence import FrameFolderWriter
 from pipeline.images import fit_long_side, from_uint8, to_uint8
 from pipeline.jobs import build_stylizer, check_output, job_fingerprint
 from pipeline.video import FrameWindow, VideoInfo, VideoWriter, decode_frames, probe
@@ -138,6 +139,9 @@ def input_identity(path: Path) -> dict:
     """Size and a hash of the first MiB: cheap, and survives copying the file elsewhere."""
     import hashlib
 
+    if path.is_dir():  # a frame folder: its file names and sizes
+        listing = "\n".join(f"{p.name}:{p.stat().st_size}" for p in sorted(path.iterdir()))
+        return {"frames_sha256": hashlib.sha256(listing.encode()).hexdigest()}
     with open(path, "rb") as fh:
         head = hashlib.sha256(fh.read(1 << 20)).hexdigest()
     return {"bytes": path.stat().st_size, "sha256_first_mib": head}
@@ -218,7 +222,7 @@ def stylize_video(
     if video.init not in FRAME_INITS and frame_init is None:
         raise ConfigError(f"--init must be one of {', '.join(FRAME_INITS)} (got {video.init!r})")
     frame_init = frame_init or FRAME_INITS[video.init]
-    info = probe(input_path, FrameWindow(video.start, video.duration, video.max_frames))
+    info = probe(input_path, FrameWindow(video.start, video.duration, video.max_frames), video.fps)
     if info.damage:
         on_event(Notice(f"{input_path}: damaged file, {info.damage}: the job will stop there"))
     work_size = fit_long_side(info.height, info.width, min(video.size, max(info.height, info.width)))
@@ -231,12 +235,17 @@ def stylize_video(
                                   input=input_identity(input_path))
     done = min(folder.open(fingerprint, overwrite), info.frames)
     shift = float(info.frame_pts[0] * info.time_base) if video.start > 0 else 0.0
-    partial = folder.path / f"output{output_path.suffix}"
+    to_folder = is_frame_folder(output_path)
+    partial = folder.path / ("output-frames" if to_folder else f"output{output_path.suffix}")
     notices: list[str] = []
     try:  # codec, container and sizes are checked here, before hours of stylizing
-        writer = VideoWriter(partial, info, codec=encode.codec, crf=encode.crf, preset=encode.preset,
-                             pix_fmt=encode.pix_fmt, long_side=encode.output_size, shift=shift,
-                             on_notice=notices.append)
+        if to_folder:
+            writer = FrameFolderWriter(partial, info, long_side=encode.output_size, shift=shift,
+                                       on_notice=notices.append)
+        else:
+            writer = VideoWriter(partial, info, codec=encode.codec, crf=encode.crf, preset=encode.preset,
+                                 pix_fmt=encode.pix_fmt, long_side=encode.output_size, shift=shift,
+                                 on_notice=notices.append)
     except BaseException:
         if not done:
             folder.remove()
@@ -258,11 +267,10 @@ def stylize_video(
         stylize_seconds = run.pipeline(writer, work_size, annotate)
     except BaseException:
         writer.abort()
-        partial.unlink(missing_ok=True)  # the stylized frames stay; an encoded half-file is worthless
+        if partial.is_file():
+            partial.unlink()  # the stylized frames stay; an encoded half-file is worthless
         raise
-    with open(partial, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.replace(partial, output_path)
+    _publish(partial, output_path, folder)
     folder.remove()
 
     seconds = time.perf_counter() - start
@@ -279,11 +287,35 @@ def stylize_video(
         "fps": float(info.rate),
         "seconds": seconds,
         "seconds_per_frame": stylize_seconds / stylized if stylized else 0.0,
-        "output_bytes": output_path.stat().st_size,
+        "output_bytes": _bytes(output_path),
         "device": str(stylizer.device) if stylizer is not None else "none",
     }
     on_event(JobFinished(summary))
     return summary
+
+
+def is_frame_folder(output: Path) -> bool:
+    """An output without an extension (or an existing folder) is a folder of numbered frames."""
+    return output.is_dir() or not output.suffix
+
+
+def _publish(partial: Path, output: Path, folder: JobFolder) -> None:
+    """Move the finished result into place; the old output (with --overwrite) goes only now."""
+    if partial.is_file():
+        with open(partial, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(partial, output)
+        return
+    if output.exists():  # a folder cannot be replaced in one rename: move the old one aside first
+        aside = folder.path / "replaced"
+        os.replace(output, aside)
+    os.replace(partial, output)
+
+
+def _bytes(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.iterdir())
+    return path.stat().st_size
 
 
 def _resume_relevant(video: VideoConfig) -> dict:

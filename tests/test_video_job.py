@@ -201,3 +201,26 @@ def test_sigkill_partway_then_rerun_completes(tmp_path, job, style_file):
     assert not JobFolder(out).path.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mp4", "run.py", "style.png"]
 
+
+
+def test_frame_folders_in_and_out(tmp_path, job):
+    src, frames_out = tmp_path / "in.mp4", tmp_path / "styled"
+    times = make_video(src, frames=5, vfr=True)
+    events = []
+    summary = stylize_video(src, frames_out, job, FAST, EncodeConfig(output_size=24), on_event=events.append,
+                            stylizer=EchoStylizer())
+    names = sorted(p.name for p in frames_out.iterdir())
+    assert names == ["000000.png", "000001.png", "000002.png", "000003.png", "000004.png", "timecodes.txt"]
+    assert (summary["width"], summary["height"]) == (24, 16)
+    timecodes = (frames_out / "timecodes.txt").read_text().split("\n")
+    assert timecodes[0] == "# timecode format v2" and [float(t) for t in timecodes[1:6]] == times
+    assert any(isinstance(e, Notice) and "no sound" in e.message for e in events)
+    # ...and that folder as the input of another job, at 10 fps.
+    again = tmp_path / "again.mp4"
+    summary = stylize_video(frames_out, again, job, VideoConfig(size=24, first_iterations=1, iterations=1, fps=10),
+                            ENCODE, stylizer=EchoStylizer())
+    assert frame_times(again) == [0.0, 0.1, 0.2, 0.3, 0.4]
+    with pytest.raises(OutputExistsError):
+        stylize_video(src, frames_out, job, FAST, ENCODE, stylizer=EchoStylizer())
+    stylize_video(src, frames_out, job, FAST, ENCODE, overwrite=True, stylizer=EchoStylizer())
+    assert len(list(frames_out.glob("*.png"))) == 5 and not JobFolder(frames_out).path.exists()
