@@ -54,7 +54,8 @@ Annotate = Callable[[FrameItem | None, FrameItem], None]
 
 # Chooses how a frame after the first starts: (init image [1, 3, h, w] in [0, 1] or None for "from
 # its own content", temporal term or None), given the frame, the previous frame and the previous
-# stylized frame (uint8 [h, w, 3], the exact bytes kept in the job folder).
+# stylized frame (uint8 [h, w, 3], the exact bytes kept in the job folder). Setting
+# item.extra["scene_cut"] gives the frame the first frame's iterations.
 FrameInit = Callable[[FrameItem, FrameItem, np.ndarray], tuple]
 
 
@@ -380,7 +381,8 @@ class _Run:
             init, temporal, iterations = None, None, self.video.first_iterations
         else:
             init, temporal = self.frame_init(item, previous, previous_styled)
-            iterations = self.video.iterations
+            # A new shot (the init found a scene cut) starts over like a first frame.
+            iterations = self.video.first_iterations if item.extra.get("scene_cut") else self.video.iterations
         # From its own content a frame needs the coarse-to-fine schedule; from an already stylized
         # image the coarse levels would only blur it again.
         scales = self.style.scales if init is None else 1

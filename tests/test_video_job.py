@@ -103,6 +103,29 @@ def test_frame_init_starts_every_frame_from_its_content(tmp_path, job):
     assert [c["iterations"] for c in stylizer.calls] == [5, 2, 2]
 
 
+def test_hooks_annotate_in_reader_and_choose_init(tmp_path, job):
+    """The seam for optical flow: annotate sees consecutive INPUT frames; a scene cut starts over."""
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_video(src, frames=4, audio=False)
+    pairs = []
+
+    def annotate(previous, item):
+        pairs.append((None if previous is None else previous.index, item.index))
+        item.extra["mean"] = float(item.content.mean())
+
+    def frame_init(item, previous, previous_styled):
+        assert item.extra["mean"] == pytest.approx(float(item.content.mean()))
+        item.extra["scene_cut"] = item.index == 2
+        return (None, None) if item.index == 2 else (torch.zeros(1, 3, *item.content.shape[:2]), None)
+
+    stylizer = EchoStylizer()
+    stylize_video(src, out, job, VideoConfig(size=32, first_iterations=7, iterations=2), ENCODE,
+                  stylizer=stylizer, annotate=annotate, frame_init=frame_init)
+    assert pairs == [(None, 0), (0, 1), (1, 2), (2, 3)]
+    assert [c["iterations"] for c in stylizer.calls] == [7, 2, 7, 2]
+    assert stylizer.calls[1]["init"].abs().sum() == 0
+
+
 def test_interrupted_job_resumes_to_the_same_result(tmp_path, job):
     src = tmp_path / "in.mp4"
     make_video(src, frames=6)
