@@ -14,10 +14,8 @@ appended to) and renamed into place only when complete.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import queue
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +32,7 @@ from pipeline.image_sequence import FrameFolderWriter
 from pipeline.images import fit_long_side, from_uint8, to_uint8
 from pipeline.jobs import build_stylizer, check_output, job_fingerprint
 from pipeline.video import FrameWindow, VideoInfo, VideoWriter, decode_frames, probe
+from pipeline.video_resume import JobFolder, input_identity
 
 QUEUE_FRAMES = 8  # frames buffered between stages: enough to ride out jitter, little memory
 
@@ -68,84 +67,6 @@ def init_from_previous(item: FrameItem, previous: FrameItem, previous_styled: np
 
 
 FRAME_INITS: dict[str, FrameInit] = {"frame": init_from_frame, "previous": init_from_previous}
-
-
-class JobFolder:
-    """``OUTPUT.stylize-job/``: the options' fingerprint and every stylized frame so far."""
-
-    def __init__(self, output: Path):
-        self.path = output.with_name(output.name + ".stylize-job")
-        self.frames = self.path / "frames"
-        self.state = self.path / "state.json"
-
-    def frame_path(self, index: int) -> Path:
-        return self.frames / f"{index:06d}.png"
-
-    def open(self, fingerprint: dict, overwrite: bool) -> int:
-        """Prepare the folder; return how many frames an earlier run already finished."""
-        if self.path.exists():
-            saved = self._saved_state()
-            if saved == fingerprint:
-                return self._count_done()
-            if saved is not None and not overwrite:
-                changed = sorted(k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k))
-                raise ConfigError(
-                    f"{self.path}: holds an interrupted job whose {', '.join(changed)} differ from this one: run the "
-                    "same command to resume it, or add --overwrite to discard it and start over"
-                )
-            shutil.rmtree(self.path)
-        self.frames.mkdir(parents=True)
-        _write_atomically(self.state, json.dumps(fingerprint, indent=1).encode())
-        return 0
-
-    def _saved_state(self) -> dict | None:
-        try:
-            return json.loads(self.state.read_text())
-        except (OSError, ValueError):
-            return None  # killed before the state was written: nothing to keep
-
-    def _count_done(self) -> int:
-        done = 0
-        while self.frame_path(done).exists():
-            done += 1
-        return done
-
-    def save(self, index: int, rgb: np.ndarray) -> None:
-        ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-        if not ok:
-            raise RuntimeError(f"could not encode frame {index} as PNG")
-        _write_atomically(self.frame_path(index), data.tobytes())
-
-    def load(self, index: int, shape: tuple[int, ...]) -> np.ndarray:
-        path = self.frame_path(index)
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None or bgr.shape != shape:
-            raise InputError(f"{path}: damaged saved frame; delete {self.path} (or use --overwrite) to start over")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-    def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def input_identity(path: Path) -> dict:
-    """Size and a hash of the first MiB: cheap, and survives copying the file elsewhere."""
-    import hashlib
-
-    if path.is_dir():  # a frame folder: its file names and sizes
-        listing = "\n".join(f"{p.name}:{p.stat().st_size}" for p in sorted(path.iterdir()))
-        return {"frames_sha256": hashlib.sha256(listing.encode()).hexdigest()}
-    with open(path, "rb") as fh:
-        head = hashlib.sha256(fh.read(1 << 20)).hexdigest()
-    return {"bytes": path.stat().st_size, "sha256_first_mib": head}
 
 
 class _Worker:
@@ -214,8 +135,14 @@ def stylize_video(
     stylizer=None,
     annotate: Annotate | None = None,
     frame_init: FrameInit | None = None,
+    resume_key: dict | None = None,
 ) -> dict:
-    """Stylize a video file into ``output_path``; resumes an interrupted run. Returns the summary."""
+    """Stylize a video file into ``output_path``; resumes an interrupted run. Returns the summary.
+
+    ``annotate`` and ``frame_init`` plug in per-frame analysis and initialisation (optical flow);
+    whatever configures them and changes the frames belongs in ``resume_key`` (plain JSON), so that
+    a resumed run with other settings is refused instead of mixing two kinds of frames.
+    """
     input_path, output_path = Path(input_path), Path(output_path)
     if output_path.exists() and input_path.exists() and output_path.resolve() == input_path.resolve():
         raise OutputExistsError(f"{output_path}: output would replace the input")
@@ -233,7 +160,7 @@ def stylize_video(
 
     folder = JobFolder(output_path)
     fingerprint = job_fingerprint(job, video=_resume_relevant(video), work_size=list(work_size),
-                                  input=input_identity(input_path))
+                                  input=input_identity(input_path), hooks=resume_key or {})
     done = min(folder.open(fingerprint, overwrite), info.frames)
     shift = float(info.frame_pts[0] * info.time_base) if video.start > 0 else 0.0
     to_folder = is_frame_folder(output_path)
