@@ -91,6 +91,38 @@ class EngineConfig:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
 
 
+TEMPORAL_INITS = ("warped", "previous", "frame")
+FLOW_PRESETS = ("ultrafast", "fast", "medium")  # OpenCV DIS presets, fastest first
+
+
+@dataclass(frozen=True)
+class TemporalConfig:
+    """How consecutive video frames are tied together (Ruder et al.), see pipeline/temporal.py.
+
+    ``init``: "warped" starts each frame from the previous stylized frame moved by optical flow
+    (plus the temporal loss), "previous" from the previous stylized frame as it is, "frame" from the
+    frame's own content (every frame independent). ``scene_cut``: a frame whose flow explains fewer
+    than this share of its pixels starts afresh from its own content.
+    """
+
+    init: str = "warped"
+    weight: float = 50.0  # --temporal-weight: the temporal loss's weight (content is 1, style 3)
+    scene_cut: float = 0.25
+    flow_preset: str = "medium"
+
+    def __post_init__(self) -> None:
+        from pipeline.errors import ConfigError
+
+        if self.init not in TEMPORAL_INITS:
+            raise ConfigError(f"--init must be one of {', '.join(TEMPORAL_INITS)} (got {self.init!r})")
+        if self.weight < 0:
+            raise ConfigError(f"--temporal-weight must not be negative (got {self.weight})")
+        if not 0 <= self.scene_cut <= 1:
+            raise ConfigError(f"--scene-cut must be between 0 and 1 (got {self.scene_cut})")
+        if self.flow_preset not in FLOW_PRESETS:
+            raise ConfigError(f"--flow-preset must be one of {', '.join(FLOW_PRESETS)} (got {self.flow_preset!r})")
+
+
 @dataclass(frozen=True)
 class JobConfig:
     """Everything that determines a job's result: used to detect changed options on resume."""
