@@ -107,7 +107,11 @@ def _read(info: VideoInfo, work_size: tuple[int, int], annotate: Annotate | None
         out.put(_END)
 
 
-def _encode(writer: VideoWriter, inbox: queue.Queue) -> None:
+class _WriterFailed(Exception):
+    """The main thread's signal to stop; the writer's own exception is the one raised."""
+
+
+def _encode(writer: VideoWriter, inbox: queue.Queue, failed: threading.Event) -> None:
     message = None
     try:
         while (message := inbox.get()) is not _ABORT and not isinstance(message, float):
@@ -117,6 +121,7 @@ def _encode(writer: VideoWriter, inbox: queue.Queue) -> None:
         else:
             writer.finish(message)  # the end time of the last frame, in seconds
     except BaseException:
+        failed.set()
         writer.abort()
         while message is not _ABORT and not isinstance(message, float):
             message = inbox.get()  # keep consuming so the main thread never blocks on a full queue
@@ -268,7 +273,8 @@ class _Run:
         frames_out: queue.Queue = queue.Queue(QUEUE_FRAMES)
         stop = threading.Event()
         reader = _Worker("video-reader", lambda: _read(self.info, work_size, annotate, frames_in, stop))
-        encoder = _Worker("video-writer", lambda: _encode(writer, frames_out))
+        writer_failed = threading.Event()
+        encoder = _Worker("video-writer", lambda: _encode(writer, frames_out, writer_failed))
         reader.thread.start()
         encoder.thread.start()
         reader_open = True
@@ -279,8 +285,8 @@ class _Run:
                 frames_out.put((styled, item.pts))
                 previous, previous_styled = item, styled
                 self.written += 1
-                if encoder.error is not None:
-                    break
+                if writer_failed.is_set():
+                    raise _WriterFailed  # no point stylizing for a writer that has failed
             reader_open = False
             reader.thread.join()
             if reader.error is not None:
@@ -289,8 +295,9 @@ class _Run:
         except BaseException as exc:
             stop.set()
             frames_out.put(_ABORT)
-            _explain(exc, self)
-            raise
+            if not isinstance(exc, _WriterFailed):
+                _explain(exc, self)
+                raise
         finally:
             while reader_open and frames_in.get() is not _END:
                 pass  # unblock the reader so it can see `stop` and finish

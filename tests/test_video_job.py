@@ -184,6 +184,22 @@ def test_damaged_input_stops_with_where_the_frames_are(tmp_path, job):
     assert not list(JobFolder(out).path.glob("output*"))
 
 
+def test_writer_failure_stops_the_job_without_hanging(tmp_path, job, monkeypatch):
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_video(src, frames=30, audio=False)  # more frames than the queues hold
+    from pipeline.video import VideoWriter
+
+    def broken(self, rgb, pts):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(VideoWriter, "write", broken)
+    stylizer = EchoStylizer()
+    with pytest.raises(OSError, match="disk full"):
+        stylize_video(src, out, job, FAST, ENCODE, stylizer=stylizer)
+    assert len(stylizer.calls) < 30 and not out.exists()
+    assert len(list(JobFolder(out).frames.glob("*.png"))) == len(stylizer.calls)  # kept for a rerun
+
+
 KILL_SCRIPT = """
 import sys, time, torch
 sys.path.insert(0, {tests!r})
