@@ -125,7 +125,7 @@ def _ignored(summary: dict) -> str:
     if not summary["ignored"]:
         return "no other files"
     kinds = ", ".join(f"{k}: {n}" for k, n in sorted(summary["ignored_types"].items()))
-    return f"{summary['ignored']} other files skipped ({kinds})"
+    return f"{summary['ignored']} other file{'s' if summary['ignored'] > 1 else ''} skipped ({kinds})"
 
 
 def main() -> None:
