@@ -199,9 +199,24 @@ def _stylize_batch(run: _Run, stylizer, batch: list[_Loaded], writes: queue.Queu
     try:
         result = stylizer.stylize(torch.cat([job.content for job in batch]),
                                   on_progress=lambda d, t, loss: run.emit(Iteration(d, t, loss)))
+    except torch.OutOfMemoryError:
+        # Not a bug but a limit of this GPU: a batch is retried one image at a time; a single image
+        # that does not fit fails alone (its size is rare in the folder, or every photo would fail).
+        if stylizer.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if len(batch) > 1:
+            run.warn_once("oom", f"out of GPU memory for a batch of {len(batch)}: retrying one image at a time "
+                          "(a smaller --batch-size avoids the retries)")
+            for job in batch:
+                _stylize_batch(run, stylizer, [job], writes)
+            return
+        result = None
+        error = "out of GPU memory at this size (try a smaller --size)"
     except StylizeError as exc:
+        result, error = None, str(exc)
+    if result is None:
         for job in batch:
-            run.finish(job.item, "failed", error=f"{job.item.source}: {exc}")
+            run.finish(job.item, "failed", error=f"{job.item.source}: {error}")
         return
     images = result.image.cpu()
     share = (time.perf_counter() - start) / len(batch)  # a batch's time, split evenly over its images

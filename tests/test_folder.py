@@ -353,3 +353,24 @@ def test_alpha_dropped_for_jpeg_output_with_one_warning(tmp_path, job):
     assert outputs(dst) == {"t0.jpg", "t1.jpg"} and Image.open(dst / "t0.jpg").mode == "RGB"
     notices = [e.message for e in events if isinstance(e, ev.Notice)]
     assert len(notices) == 1 and "alpha channels are dropped" in notices[0]
+
+
+def test_out_of_memory_retries_singly_then_fails_alone(tmp_path, job):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for i in range(2):
+        Image.fromarray(pattern(64, 48, seed=i)).save(src / f"small{i}.png")
+    Image.fromarray(pattern(48, 64)).save(src / "huge.png")  # stands for the one photo that does not fit
+
+    class TightMemory(FakeStylizer):
+        def stylize(self, content, on_progress=None):
+            if content.shape[0] > 1 or content.shape[-2] > content.shape[-1]:
+                raise torch.OutOfMemoryError("CUDA out of memory")
+            return super().stylize(content, on_progress)
+
+    fake = TightMemory()
+    summary, events = run_folder(src, dst, job, fake, config=FolderConfig(batch_size=2))
+    assert summary["done"] == 2 and fake.batches == [1, 1]
+    assert [f["input"] for f in summary["failed"]] == ["huge.png"]
+    assert "out of GPU memory" in summary["failed"][0]["error"]
+    assert any(isinstance(e, ev.Notice) and "one image at a time" in e.message for e in events)
