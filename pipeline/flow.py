@@ -82,8 +82,9 @@ def dis_flow(a: np.ndarray, b: np.ndarray, preset: str = "medium") -> np.ndarray
 
 def _sample_map(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     h, w = flow.shape[:2]
-    grid_y, grid_x = np.mgrid[0:h, 0:w].astype(np.float32)
-    return grid_x + flow[..., 0], grid_y + flow[..., 1]
+    map_x = flow[..., 0] + np.arange(w, dtype=np.float32)[None, :]
+    map_y = flow[..., 1] + np.arange(h, dtype=np.float32)[:, None]
+    return map_x, map_y
 
 
 def warp(image: np.ndarray, flow: np.ndarray) -> np.ndarray:
