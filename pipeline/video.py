@@ -364,7 +364,10 @@ class VideoWriter:
                 self.container.mux(packet)
             else:
                 for frame in plan.decoder.decode(packet):
-                    frame.pts = None  # the encoder counts samples from 0: the range starts at 0
+                    if frame.time is not None:  # keep the sound where it was relative to the picture
+                        rate = frame.sample_rate
+                        frame.pts = max(0, round((frame.time - self.shift) * rate))
+                        frame.time_base = Fraction(1, rate)
                     for out_packet in plan.out.encode(frame):
                         self.container.mux(out_packet)
 
