@@ -189,15 +189,26 @@ class LoopTiming:
     tflops: float = 0.0
 
 
-def time_loop(run: Callable[[Clock], None], device: torch.device, repeats: int) -> LoopTiming:
-    """Median over ``repeats`` runs of the time per evaluation; peak memory over all of them."""
-    samples = []
-    peak_memory_reset(device)
-    for _ in range(repeats):
-        clock = Clock(device)
-        run(clock)
-        samples.append(clock.ms_per_step())
-    return LoopTiming(statistics.median(samples), samples, peak_memory_mb(device))
+def time_loops(loops: dict[str, Callable[[Clock], None]], device: torch.device, repeats: int) -> dict[str, LoopTiming]:
+    """Median over ``repeats`` runs of each loop's time per evaluation, and its peak memory.
+
+    The loops take turns, in alternating order, so that a neighbour's load on a shared machine
+    falls on all of them alike and their ratio stays meaningful.
+    """
+    samples: dict[str, list[float]] = {name: [] for name in loops}
+    peaks: dict[str, list[float]] = {name: [] for name in loops}
+    for repeat in range(repeats):
+        order = list(loops) if repeat % 2 == 0 else list(reversed(loops))
+        for name in order:
+            clock = Clock(device)
+            peak_memory_reset(device)
+            loops[name](clock)
+            samples[name].append(clock.ms_per_step())
+            peak = peak_memory_mb(device)
+            if peak is not None:
+                peaks[name].append(peak)
+    return {name: LoopTiming(statistics.median(samples[name]), samples[name], max(peaks[name], default=None))
+            for name in loops}
 
 
 @dataclass
@@ -230,10 +241,12 @@ def bench_size(name: str, stylizer: Stylizer, reference: ReferenceLoop | None, c
     try:
         # Warm-up: cuDNN autotuning, allocator growth, the style Gram matrices for this size.
         stylizer.stylize(image, iterations=warmup, scales=1)
-        result.fast = time_loop(fast, device, repeats)
+        loops = {"fast": fast}
         if reference is not None:
             reference.run(image, warmup, lambda _n: None)
-            result.reference = time_loop(plain, device, repeats)
+            loops["reference"] = plain
+        timings = time_loops(loops, device, repeats)
+        result.fast, result.reference = timings["fast"], timings.get("reference")
     except torch.OutOfMemoryError as exc:
         result.error = f"out of memory: {str(exc).splitlines()[0]}"
     except Exception as exc:  # noqa: BLE001 - the benchmark reports a failed size and goes on
