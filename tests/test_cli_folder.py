@@ -17,6 +17,9 @@ from tests.test_folder import BAD, GOOD, make_photo_tree
 
 BIN = Path(sys.executable).parent
 FAST = ["--size", "32", "--iterations", "2", "--scales", "1", "--device", "cpu"]
+# One thread per job process: on a machine shared by several test runs, two OpenMP threads per
+# process spin-wait on each other and made these tiny runs about 30 times slower (measured).
+ENV = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
 
 
 def command(*args):
@@ -24,7 +27,7 @@ def command(*args):
 
 
 def run(*args):
-    return subprocess.run(command(*args), capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
+    return subprocess.run(command(*args), capture_output=True, text=True, env=ENV)
 
 
 def tree_outputs(root: Path) -> dict[str, int]:
@@ -67,9 +70,9 @@ def test_kill_midway_then_resume(tmp_path, style_file):
     for i in range(4):
         Image.fromarray(pattern(64, 48, seed=i)).save(src / f"p{i}.png")
     # The kill lands within ~50 ms of the first output; the three other images take far longer.
-    slow = ["--size", "32", "--iterations", "20", "--scales", "1", "--device", "cpu", "--quiet"]
+    slow = ["--size", "32", "--iterations", "12", "--scales", "1", "--device", "cpu", "--quiet"]
     proc = subprocess.Popen(command(src, style_file, dst, *slow), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, env=ENV)
     try:
         deadline = time.monotonic() + 300  # a safety net for a hung job, not a speed requirement
         while not (dst.exists() and tree_outputs(dst)):
