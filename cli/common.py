@@ -151,7 +151,11 @@ class EventRenderer:
                     fields["rate"] = self._rate(event.done)
             self.progress.update(task, completed=event.done, total=event.total, **fields)
         elif isinstance(event, ev.ItemStarted):
-            if self.item_task is not None and self.job_unit != "it":
+            if self.item_task is None and self.job_unit != "it" and self.job_task is not None:
+                # Created here rather than at the first iteration, so the first item shows its name too.
+                self.item_task = self.progress.add_task(f"  {event.name}", total=event.total_iterations,
+                                                        rate="", info="")
+            elif self.item_task is not None and self.job_unit != "it":
                 self.progress.update(self.item_task, completed=0, total=event.total_iterations,
                                      description=f"  {event.name}")
         elif isinstance(event, (ev.ItemDone, ev.ItemSkipped, ev.ItemFailed)):

@@ -114,3 +114,14 @@ def test_help_lists_folder_options():
     assert proc.returncode == 0
     for option in ("--no-recursive", "--include", "--exclude", "--format", "--batch-size", "--dry-run", "--report"):
         assert option in proc.stdout
+
+
+def test_progress_names_the_current_image_from_the_first_one():
+    from cli.common import EventRenderer
+    from pipeline import events as ev
+
+    renderer = EventRenderer(quiet=True)
+    renderer(ev.JobStarted("folder", 2, "image", "out"))
+    renderer(ev.ItemStarted("holiday/IMG_0001.jpg", 30))
+    task = renderer.progress.tasks[renderer.item_task]
+    assert task.description.strip() == "holiday/IMG_0001.jpg" and task.total == 30
