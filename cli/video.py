@@ -9,10 +9,11 @@ import typer
 
 from cli import common
 from cli.common import ENGINE, STYLE
-from pipeline.config import EncodeConfig, VideoConfig
+from pipeline.config import EncodeConfig, TemporalConfig, VideoConfig
 
 VIDEO = VideoConfig()
 ENCODE = EncodeConfig()
+TEMPORAL = TemporalConfig()
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -33,7 +34,11 @@ def stylize_video(
     size: Annotated[int, typer.Option(help="Long side frames are stylized at (never more than the input's); the result is resized back.")] = VIDEO.size,
     first_iterations: Annotated[int, typer.Option(help="Network evaluations for the first frame (coarse-to-fine, from its content).")] = VIDEO.first_iterations,
     iterations: Annotated[int, typer.Option(help="Network evaluations for each later frame.")] = VIDEO.iterations,
-    init: Annotated[str, typer.Option(help="How later frames start: previous (the previous stylized frame: steadier) or frame (their own content).")] = VIDEO.init,
+    init: Annotated[str, typer.Option(help="How later frames start: warped (the previous stylized frame moved by optical flow, plus a temporal loss: steadiest), previous (the previous stylized frame as it is) or frame (their own content: flickers).")] = VIDEO.init,
+    temporal_weight: Annotated[float, typer.Option(help="--init warped: weight of the temporal loss (0 = warped start only).")] = TEMPORAL.weight,
+    scene_cut: Annotated[float, typer.Option(help="--init warped: a frame whose flow explains less than this share of its pixels is a new shot and starts from its own content.")] = TEMPORAL.scene_cut,
+    flow_preset: Annotated[str, typer.Option(help="Optical flow (OpenCV DIS) preset: ultrafast, fast or medium.")] = TEMPORAL.flow_preset,
+    report: Annotated[Path | None, typer.Option(help="Write a stability report (warping error per frame and overall, seconds per frame) as JSON, and a PNG plot beside it.")] = None,
     start: Annotated[float, typer.Option(help="Start this many seconds into the input.")] = VIDEO.start,
     duration: Annotated[float | None, typer.Option(help="Stylize only this many seconds.")] = VIDEO.duration,
     max_frames: Annotated[int | None, typer.Option(help="Stylize at most this many frames (quick previews).")] = VIDEO.max_frames,
@@ -80,9 +85,11 @@ def stylize_video(
         )
         video = VideoConfig(size=size, first_iterations=first_iterations, iterations=iterations, init=init,
                             start=start, duration=duration, max_frames=max_frames, fps=fps)
+        temporal = TemporalConfig(weight=temporal_weight, scene_cut=scene_cut, flow_preset=flow_preset)
         encode = EncodeConfig(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, output_size=output_size)
         with common.EventRenderer(quiet) as renderer:
-            summary = run_job(input, output, job, video, encode, overwrite=overwrite, on_event=renderer)
+            summary = run_job(input, output, job, video, encode, overwrite=overwrite, on_event=renderer,
+                              temporal=temporal, report_path=report)
         resumed = f" ({summary['resumed_frames']} from an earlier run)" if summary["resumed_frames"] else ""
         common.print_line(
             f"Wrote {summary['output']} ({summary['width']}x{summary['height']}, {summary['frames']} frames"
@@ -91,6 +98,11 @@ def stylize_video(
             f"on {summary['device']}",
             quiet,
         )
+        if report is not None:
+            error = summary["warping_error"]
+            common.print_line(f"Stability report: {report} (warping error {error:.5f}; plot "
+                              f"{report.with_suffix('.png')})" if error is not None else
+                              f"Stability report: {report} (no frame pair had trusted pixels)", quiet)
 
 
 def main() -> None:

@@ -132,36 +132,7 @@ class JobConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
 
 
-OUTPUT_FORMATS = ("same", "jpg", "png", "webp", "tiff", "bmp")
-
-
-@dataclass(frozen=True)
-class FolderConfig:
-    """How a photo folder is walked and written; the stylization itself is in ``JobConfig``."""
-
-    recursive: bool = True
-    include: tuple[str, ...] = ()  # glob patterns on the relative path or the file name; empty = all images
-    exclude: tuple[str, ...] = ()
-    format: str = "same"  # output format: "same" as the input, or one of OUTPUT_FORMATS
-    quality: int = 95  # JPEG / WebP quality
-    batch_size: int | str = "auto"  # images of equal working size stylized together; "auto" picks per device
-    overwrite: bool = False  # redo every output (and drop outputs made with other options)
-    read_ahead: int = 4  # decoded images waiting for the stylizer (bounds memory)
-
-    def __post_init__(self) -> None:
-        from pipeline.errors import ConfigError
-
-        if self.format not in OUTPUT_FORMATS:
-            raise ConfigError(f"--format must be one of {', '.join(OUTPUT_FORMATS)} (got {self.format!r})")
-        if not 1 <= self.quality <= 100:
-            raise ConfigError(f"--quality must be between 1 and 100 (got {self.quality})")
-        if self.batch_size != "auto" and (not isinstance(self.batch_size, int) or self.batch_size < 1):
-            raise ConfigError(f"--batch-size must be 'auto' or a positive whole number (got {self.batch_size!r})")
-        if self.read_ahead < 1:
-            raise ConfigError(f"read_ahead must be at least 1 (got {self.read_ahead})")
-
-
-VIDEO_INITS = ("frame", "previous")  # "warped" (TemporalConfig, pipeline/temporal.py) is wired in the job
+VIDEO_INITS = ("warped", "previous", "frame")  # "warped": pipeline/temporal.py, tuned by TemporalConfig
 
 
 @dataclass(frozen=True)
@@ -176,7 +147,7 @@ class VideoConfig:
     size: int = 384  # long side frames are stylized at (never more than the input's)
     first_iterations: int = 300
     iterations: int = 60
-    init: str = "previous"
+    init: str = "warped"
     start: float = 0.0  # seconds into the input
     duration: float | None = None  # seconds, None = to the end
     max_frames: int | None = None
@@ -216,3 +187,32 @@ class EncodeConfig:
             raise ConfigError(f"--crf must be between 0 and 63 (got {self.crf})")
         if self.output_size is not None and self.output_size < 16:
             raise ConfigError(f"--output-size must be at least 16 pixels (got {self.output_size})")
+
+
+OUTPUT_FORMATS = ("same", "jpg", "png", "webp", "tiff", "bmp")
+
+
+@dataclass(frozen=True)
+class FolderConfig:
+    """How a photo folder is walked and written; the stylization itself is in ``JobConfig``."""
+
+    recursive: bool = True
+    include: tuple[str, ...] = ()  # glob patterns on the relative path or the file name; empty = all images
+    exclude: tuple[str, ...] = ()
+    format: str = "same"  # output format: "same" as the input, or one of OUTPUT_FORMATS
+    quality: int = 95  # JPEG / WebP quality
+    batch_size: int | str = "auto"  # images of equal working size stylized together; "auto" picks per device
+    overwrite: bool = False  # redo every output (and drop outputs made with other options)
+    read_ahead: int = 4  # decoded images waiting for the stylizer (bounds memory)
+
+    def __post_init__(self) -> None:
+        from pipeline.errors import ConfigError
+
+        if self.format not in OUTPUT_FORMATS:
+            raise ConfigError(f"--format must be one of {', '.join(OUTPUT_FORMATS)} (got {self.format!r})")
+        if not 1 <= self.quality <= 100:
+            raise ConfigError(f"--quality must be between 1 and 100 (got {self.quality})")
+        if self.batch_size != "auto" and (not isinstance(self.batch_size, int) or self.batch_size < 1):
+            raise ConfigError(f"--batch-size must be 'auto' or a positive whole number (got {self.batch_size!r})")
+        if self.read_ahead < 1:
+            raise ConfigError(f"read_ahead must be at least 1 (got {self.read_ahead})")

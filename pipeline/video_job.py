@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.config import EncodeConfig, JobConfig, VideoConfig
+from pipeline.config import EncodeConfig, JobConfig, TemporalConfig, VideoConfig
 from pipeline.errors import ConfigError, InputError, OutputExistsError
 from pipeline.events import EventCallback, ItemDone, ItemStarted, Iteration, JobFinished, JobStarted, Notice, ignore
 from pipeline.image_sequence import FrameFolderWriter
@@ -89,16 +89,12 @@ _ABORT = object()  # tells the writer to throw its file away
 
 def _read(info: VideoInfo, work_size: tuple[int, int], annotate: Annotate | None, out: queue.Queue,
           stop: threading.Event) -> None:
-    height, width = work_size
     previous = None
     try:
         for index, frame in enumerate(decode_frames(info)):
             if stop.is_set():
                 return
-            content = frame.rgb
-            if content.shape[:2] != (height, width):
-                content = cv2.resize(content, (width, height), interpolation=cv2.INTER_AREA)
-            item = FrameItem(index, frame.pts, content)
+            item = FrameItem(index, frame.pts, to_work_size(frame.rgb, work_size))
             if annotate is not None:
                 annotate(previous, item)
             out.put(item)
@@ -141,17 +137,29 @@ def stylize_video(
     annotate: Annotate | None = None,
     frame_init: FrameInit | None = None,
     resume_key: dict | None = None,
+    temporal: TemporalConfig | None = None,
+    report_path: Path | None = None,
 ) -> dict:
     """Stylize a video file into ``output_path``; resumes an interrupted run. Returns the summary.
 
     ``annotate`` and ``frame_init`` plug in per-frame analysis and initialisation (optical flow);
     whatever configures them and changes the frames belongs in ``resume_key`` (plain JSON), so that
     a resumed run with other settings is refused instead of mixing two kinds of frames.
+    ``video.init == "warped"`` (the default) plugs in ``pipeline.temporal.TemporalGuide`` with
+    ``temporal``'s settings. ``report_path``: write the stability report (warping error of the
+    stylized frames, flow and occlusions from the input frames) as JSON, and its plot beside it.
     """
     input_path, output_path = Path(input_path), Path(output_path)
     if output_path.exists() and input_path.exists() and output_path.resolve() == input_path.resolve():
         raise OutputExistsError(f"{output_path}: output would replace the input")
     check_output(output_path, overwrite)
+    if video.init == "warped" and frame_init is None:
+        from pipeline.temporal import TemporalGuide
+
+        temporal = dataclasses.replace(temporal or TemporalConfig(), init="warped")
+        guide = TemporalGuide(temporal)
+        annotate, frame_init = guide.annotate_item, guide.frame_init
+        resume_key = {**(resume_key or {}), "temporal": dataclasses.asdict(temporal)}
     if video.init not in FRAME_INITS and frame_init is None:
         raise ConfigError(f"--init must be one of {', '.join(FRAME_INITS)} (got {video.init!r})")
     frame_init = frame_init or FRAME_INITS[video.init]
@@ -165,7 +173,7 @@ def stylize_video(
 
     folder = JobFolder(output_path)
     fingerprint = job_fingerprint(job, video=_resume_relevant(video), work_size=list(work_size),
-                                  input=input_identity(input_path), hooks=resume_key or {})
+                                  input=input_identity(input_path), **(resume_key or {}))
     done = min(folder.open(fingerprint, overwrite), info.frames)
     shift = float(info.frame_pts[0] * info.time_base) if video.start > 0 else 0.0
     to_folder = is_frame_folder(output_path)
@@ -203,6 +211,12 @@ def stylize_video(
         if partial.is_file():
             partial.unlink()  # the stylized frames stay; an encoded half-file is worthless
         raise
+    stability = None
+    if report_path is not None:  # before the job folder goes: the report reads the stylized frames
+        stability = _stability_report(info, folder, work_size, temporal or TemporalConfig())
+        stability.seconds_per_frame = stylize_seconds / (info.frames - done) if info.frames > done else None
+        stability.extra.update(input=str(input_path), output=str(output_path), init=video.init)
+        _write_stability(stability, Path(report_path))
     _publish(partial, output_path, folder)
     folder.remove()
 
@@ -223,8 +237,36 @@ def stylize_video(
         "output_bytes": _bytes(output_path),
         "device": str(stylizer.device) if stylizer is not None else "none",
     }
+    if stability is not None:
+        summary["warping_error"] = stability.warping_error
+        summary["report"] = str(report_path)
     on_event(JobFinished(summary))
     return summary
+
+
+def to_work_size(rgb: np.ndarray, work_size: tuple[int, int]) -> np.ndarray:
+    height, width = work_size
+    if rgb.shape[:2] == (height, width):
+        return rgb
+    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def _stability_report(info: VideoInfo, folder: JobFolder, work_size: tuple[int, int], temporal: TemporalConfig):
+    """Warping error (Lai et al.) of the stylized frames as saved, at the working size, with flow and
+    occlusions from the input frames at the same size: what the optimisation actually produced,
+    before the encoder's resizing and compression."""
+    from pipeline.stability import warping_errors
+
+    inputs = (to_work_size(frame.rgb, work_size) for frame in decode_frames(info))
+    outputs = (folder.load(i, (*work_size, 3)) for i in range(info.frames))
+    return warping_errors(inputs, outputs, temporal.flow_preset, names=(str(info.path), "the stylized frames"))
+
+
+def _write_stability(report, path: Path) -> None:
+    from pipeline.stability import write_plot, write_report
+
+    write_report(report, path)
+    write_plot(report.per_frame, path.with_suffix(".png"))
 
 
 def is_frame_folder(output: Path) -> bool:

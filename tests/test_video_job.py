@@ -26,7 +26,10 @@ from pipeline.events import ItemDone, JobFinished, JobStarted, Notice
 from pipeline.optimize import StylizeResult
 from pipeline.video_job import JobFolder, stylize_video
 
-FAST = VideoConfig(size=32, first_iterations=2, iterations=2)
+# "previous": the job-mechanics tests' clips change colour every frame, which "warped" (the
+# default) rightly takes for scene cuts; the warped path has its own tests on a clean pan below.
+FAST = VideoConfig(size=32, first_iterations=2, iterations=2, init="previous")
+WARPED = VideoConfig(size=32, first_iterations=2, iterations=2)
 ENCODE = EncodeConfig(preset="ultrafast")
 
 
@@ -43,7 +46,7 @@ class EchoStylizer:
         if self.fail_at is not None and len(self.calls) == self.fail_at:
             raise KeyboardInterrupt  # what Ctrl-C does in the middle of a frame
         self.calls.append({"content": content.clone(), "init": None if init is None else init.clone(),
-                           "iterations": iterations, "scales": scales})
+                           "iterations": iterations, "scales": scales, "temporal": temporal})
         start = init if init is not None else torch.full_like(content, 0.25)
         if on_progress is not None:
             on_progress(iterations, iterations, torch.tensor(1.0))
@@ -263,3 +266,55 @@ def test_frame_folders_in_and_out(tmp_path, job):
         stylize_video(src, frames_out, job, FAST, ENCODE, stylizer=EchoStylizer())
     stylize_video(src, frames_out, job, FAST, ENCODE, overwrite=True, stylizer=EchoStylizer())
     assert len(list(frames_out.glob("*.png"))) == 5 and not JobFolder(frames_out).path.exists()
+
+
+def make_pan(path: Path, frames: int, width: int = 64, height: int = 48) -> None:
+    """A camera pan: one smooth picture moving 2 px left per frame (lossless, so flow is clean)."""
+    from conftest import pattern
+
+    scene = pattern(width + 2 * frames, height, seed=3)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "bgr0"
+        for i in range(frames):
+            rgb = np.ascontiguousarray(scene[:, 2 * i: 2 * i + width])
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_warped_is_the_default_and_writes_a_stability_report(tmp_path, job):
+    import json
+
+    src, out, report = tmp_path / "in.mkv", tmp_path / "out.mp4", tmp_path / "stability.json"
+    make_pan(src, frames=5)
+    stylizer = EchoStylizer()
+    summary = stylize_video(src, out, job, WARPED, ENCODE, stylizer=stylizer, report_path=report)
+    assert VideoConfig().init == "warped"
+    # Frames after the first start from the flow-warped previous result, held by a temporal term.
+    assert stylizer.calls[0]["temporal"] is None
+    later = stylizer.calls[1:]
+    assert all(c["temporal"] is not None and c["init"] is not None for c in later)
+    assert all(c["temporal"].mask.shape == (1, 1, 24, 32) for c in later)
+    data = json.loads(report.read_text())
+    assert data["frames"] == 5 and len(data["per_frame"]) == 4
+    assert data["warping_error"] == pytest.approx(summary["warping_error"])
+    assert data["seconds_per_frame"] is not None and data["extra"]["init"] == "warped"
+    assert report.with_suffix(".png").stat().st_size > 0
+    assert not JobFolder(out).path.exists()
+
+
+def test_temporal_settings_are_part_of_the_resume_state(tmp_path, job):
+    from pipeline.config import TemporalConfig
+
+    src, out = tmp_path / "in.mkv", tmp_path / "out.mp4"
+    make_pan(src, frames=4)
+    with pytest.raises(KeyboardInterrupt):
+        stylize_video(src, out, job, WARPED, ENCODE, stylizer=EchoStylizer(fail_at=2),
+                      temporal=TemporalConfig(weight=50))
+    with pytest.raises(ConfigError, match="temporal"):
+        stylize_video(src, out, job, WARPED, ENCODE, stylizer=EchoStylizer(), temporal=TemporalConfig(weight=5))
+    summary = stylize_video(src, out, job, WARPED, ENCODE, stylizer=EchoStylizer(),
+                            temporal=TemporalConfig(weight=50))
+    assert summary["resumed_frames"] == 2 and summary["frames"] == 4
