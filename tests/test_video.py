@@ -163,7 +163,8 @@ def test_truncated_file_is_reported_not_shortened(tmp_path):
     cut.write_bytes(data[: int(len(data) * 0.6)])
     info = probe(cut)
     assert info.damage and "declares 20 frames" in info.damage
-    with pytest.raises(InputError, match="could not be decoded"):
+    # Where the error surfaces depends on the decoder's frame threads; either way it is an error.
+    with pytest.raises(InputError, match="could not be decoded|decoding failed"):
         for _ in decode_frames(info):
             pass
     # Without its index at the front, a cut MP4 cannot be opened at all.
