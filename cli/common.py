@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -27,6 +28,19 @@ from pipeline.config import EngineConfig, StyleConfig
 
 STYLE = StyleConfig()
 ENGINE = EngineConfig()
+
+# Options both commands take, declared once (their defaults stay at the parameters: the library's).
+ContentWeight = Annotated[float, typer.Option(help="Weight of the content loss (alpha).")]
+StyleWeight = Annotated[float, typer.Option(help="Weight of the style loss (beta); higher = stronger style.")]
+TvWeight = Annotated[float, typer.Option(help="Total-variation weight: smooths high-frequency noise.")]
+Optimizer = Annotated[str, typer.Option(help="lbfgs or adam.")]
+LearningRate = Annotated[float, typer.Option(help="Adam's step size (pixels in [0, 1]).")]
+AddStyle = Annotated[list[Path] | None, typer.Option(help="Another style image to blend in (repeatable).")]
+StyleBlend = Annotated[str | None, typer.Option(help="Blend weights for STYLE and each --add-style, e.g. 0.7,0.3 (default: equal).")]
+Pooling = Annotated[str, typer.Option(help="VGG pooling: max or avg.")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+Weights = Annotated[str, typer.Option(help="VGG19 weights: original (bundled), torchvision (downloads), or a state-dict file.")]
+Precision = Annotated[str, typer.Option(help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16.")]
 
 console = Console(stderr=True, highlight=False)
 
