@@ -21,7 +21,7 @@ ARGS ?=
 # Install first when run in the project itself; from a media folder (-f) the install must exist.
 HERE_SETUP := $(if $(filter $(ROOT),$(CURDIR)),setup)
 
-.PHONY: setup test demo lint bench clean stylize
+.PHONY: setup test demo lint bench bench-temporal clean stylize
 
 setup: $(STAMP)
 
@@ -66,6 +66,10 @@ out/%.styled.mp4: $(SRC_DIR)/%.avi | $(HERE_SETUP)
 
 bench: setup
 	$(BIN)/python -m pipeline.bench
+
+# Steadiness, style and speed of --init frame / previous / warped on real clips (tens of minutes on a CPU).
+bench-temporal: setup
+	$(BIN)/python -m pipeline.bench_temporal
 
 clean:
 	rm -rf $(VENV) out bench-results .pytest_cache .ruff_cache build *.egg-info

@@ -100,9 +100,9 @@ def stylize_video(
         )
         if report is not None:
             error = summary["warping_error"]
-            common.print_line(f"Stability report: {report} (warping error {error:.5f}; plot "
-                              f"{report.with_suffix('.png')})" if error is not None else
-                              f"Stability report: {report} (no frame pair had trusted pixels)", quiet)
+            steadiness = f"warping error {error:.5f}" if error is not None else "no frame pair had trusted pixels"
+            common.print_line(f"Stability report: {report} ({steadiness}, mean style loss {summary['style_loss']:.4f}; "
+                              f"plot {report.with_suffix('.png')})", quiet)
 
 
 def main() -> None:

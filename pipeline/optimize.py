@@ -185,6 +185,27 @@ class Stylizer:
         image = load_rgb(mode).expand(content.shape[0], -1, -1, -1)
         return resize(image, size).to(self.device)
 
+    def _terms(self, x: torch.Tensor, content_target: torch.Tensor, style_targets: list[torch.Tensor]):
+        """The unweighted loss terms ``[B]`` of images ``x``: content, style, total variation."""
+        feats = self._features(x)
+        return {
+            "content": content_loss(feats[CONTENT_LAYER], content_target),
+            "style": style_loss([gram(feats[n]) for n in STYLE_LAYERS], style_targets, self.config.style_layer_weights),
+            "tv": tv_loss(x),
+        }
+
+    @torch.no_grad()
+    def measure(self, image: torch.Tensor, content: torch.Tensor) -> dict[str, list[float]]:
+        """The loss terms of finished images ``[B, 3, H, W]`` against their contents, per image.
+
+        The same measure the optimisation minimises, at the images' own size, so results made in
+        different ways (other inits, a temporal term, a resumed run) can be compared on one scale.
+        """
+        image, content = image.to(self.device), content.to(self.device)
+        style_targets = self.style.grams(max(image.shape[-2:]))
+        terms = self._terms(image, self._features(content)[CONTENT_LAYER], style_targets)
+        return {name: value.float().cpu().tolist() for name, value in terms.items()}
+
     def _optimize_at(self, x, content, temporal, count, done, total, on_progress):
         cfg = self.config
         long_side = max(content.shape[-2:])
@@ -203,12 +224,7 @@ class Stylizer:
         def closure() -> torch.Tensor:
             nonlocal evaluations
             optimizer.zero_grad(set_to_none=True)
-            feats = self._features(x)
-            terms = {
-                "content": content_loss(feats[CONTENT_LAYER], content_target),
-                "style": style_loss([gram(feats[n]) for n in STYLE_LAYERS], style_targets, cfg.style_layer_weights),
-                "tv": tv_loss(x),
-            }
+            terms = self._terms(x, content_target, style_targets)
             loss = (cfg.content_weight * terms["content"] + cfg.style_weight * terms["style"]
                     + cfg.tv_weight * terms["tv"])
             if warped is not None:

@@ -37,6 +37,10 @@ class StabilityReport:
     per_frame: list[float | None]  # None where no pixel of the pair could be trusted
     warping_error: float | None  # mean over the pairs that had trusted pixels
     seconds_per_frame: float | None = None  # filled in by a job that timed its frames
+    # Filled in by a job that has the stylizer: the unweighted loss terms (content, style, tv) of each
+    # stylized FRAME (not pair), and their means. Lower style loss = stronger style.
+    per_frame_losses: dict[str, list[float]] = field(default_factory=dict)
+    losses: dict[str, float] = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:

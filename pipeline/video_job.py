@@ -213,7 +213,8 @@ def stylize_video(
         raise
     stability = None
     if report_path is not None:  # before the job folder goes: the report reads the stylized frames
-        stability = _stability_report(info, folder, work_size, temporal or TemporalConfig())
+        stylizer = stylizer or build_stylizer(job)  # a job resumed at its end has not built one yet
+        stability = _stability_report(info, folder, work_size, temporal or TemporalConfig(), stylizer)
         stability.seconds_per_frame = stylize_seconds / (info.frames - done) if info.frames > done else None
         stability.extra.update(input=str(input_path), output=str(output_path), init=video.init)
         _write_stability(stability, Path(report_path))
@@ -239,6 +240,7 @@ def stylize_video(
     }
     if stability is not None:
         summary["warping_error"] = stability.warping_error
+        summary["style_loss"] = stability.losses["style"]
         summary["report"] = str(report_path)
     on_event(JobFinished(summary))
     return summary
@@ -251,15 +253,28 @@ def to_work_size(rgb: np.ndarray, work_size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
 
 
-def _stability_report(info: VideoInfo, folder: JobFolder, work_size: tuple[int, int], temporal: TemporalConfig):
+def _stability_report(info: VideoInfo, folder: JobFolder, work_size: tuple[int, int], temporal: TemporalConfig,
+                      stylizer):
     """Warping error (Lai et al.) of the stylized frames as saved, at the working size, with flow and
     occlusions from the input frames at the same size: what the optimisation actually produced,
-    before the encoder's resizing and compression."""
+    before the encoder's resizing and compression. Also each frame's loss terms, measured the same
+    way whatever the init, so a steadier video can be checked for being as stylized."""
     from pipeline.stability import warping_errors
 
-    inputs = (to_work_size(frame.rgb, work_size) for frame in decode_frames(info))
-    outputs = (folder.load(i, (*work_size, 3)) for i in range(info.frames))
-    return warping_errors(inputs, outputs, temporal.flow_preset, names=(str(info.path), "the stylized frames"))
+    def inputs():  # decoded twice rather than held: a long video's frames do not fit in memory
+        return (to_work_size(frame.rgb, work_size) for frame in decode_frames(info))
+
+    def outputs():
+        return (folder.load(i, (*work_size, 3)) for i in range(info.frames))
+
+    report = warping_errors(inputs(), outputs(), temporal.flow_preset, names=(str(info.path), "the stylized frames"))
+    per_frame: dict[str, list[float]] = {}
+    for content, styled in zip(inputs(), outputs()):
+        for name, values in stylizer.measure(from_uint8(styled), from_uint8(content)).items():
+            per_frame.setdefault(name, []).extend(values)
+    report.per_frame_losses = per_frame
+    report.losses = {name: float(np.mean(values)) for name, values in per_frame.items()}
+    return report
 
 
 def _write_stability(report, path: Path) -> None:

@@ -86,3 +86,25 @@ def test_progress_lines_of_both_tools_are_parsed():
 def test_schedule_cost_counts_coarse_evaluations_at_their_pixel_share():
     assert full_size_cost(128, 128, 1, 30) == 30
     assert full_size_cost(128, 128, 2, 30) == 20 / 4 + 10  # 20 at 64x64, 10 at 128x128
+
+
+def test_temporal_benchmark_runs_every_init_on_a_tiny_clip(features, style_file, tmp_path, monkeypatch, capsys):
+    from pipeline import bench_temporal
+    from pipeline.config import StyleImage
+    from pipeline.optimize import Stylizer
+    from tests.test_video_job import make_pan
+
+    clip = tmp_path / "pan.mkv"
+    make_pan(clip, frames=4)
+    monkeypatch.setattr(bench_temporal, "build_stylizer",
+                        lambda job: Stylizer([StyleImage(style_file)], job.style, job.engine, features=features))
+    assert bench_temporal.main(["--clip", f"{clip}@0", "--frames", "3", "--first-iterations", "3",
+                                "--iterations", "2", "--device", "cpu", "--style", str(style_file),
+                                "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "bench-temporal-cpu.json").read_text())
+    (clip_report,) = report["clips"]
+    assert [r["init"] for r in clip_report["runs"]] == ["frame", "previous", "warped"]
+    assert all(r["frames"] == 3 and r["style_loss"] > 0 and r["seconds_per_frame"] > 0 for r in clip_report["runs"])
+    assert clip_report["work_size"] == [64, 48] and clip_report["input_warping_error"] > 0
+    table = capsys.readouterr().out
+    assert table.count("| pan.mkv (64x48) |") == 4 and "input video itself" in table

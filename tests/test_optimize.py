@@ -29,6 +29,19 @@ def test_optimisation_lowers_the_total_loss(features):
     assert 0 <= result.image.min() and result.image.max() <= 1
 
 
+def test_measure_gives_each_images_losses_on_the_optimisations_scale(features):
+    stylizer = make(features, iterations=20)
+    result = stylizer.stylize(CONTENT)
+    before = stylizer.measure(CONTENT, CONTENT)
+    after = stylizer.measure(result.image, CONTENT)
+    assert before["content"] == [pytest.approx(0.0, abs=1e-6)]  # the content is its own content target
+    assert after["style"][0] < 0.5 * before["style"][0]
+    # The same numbers the optimisation reported for the image it returned (up to the last step).
+    assert after["style"][0] == pytest.approx(result.losses["style"], rel=0.1)
+    both = stylizer.measure(torch.cat([CONTENT, result.image]), torch.cat([CONTENT, CONTENT]))
+    assert both["style"] == pytest.approx(before["style"] + after["style"], rel=1e-4)
+
+
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_iterations_count_network_evaluations(features, optimizer):
     stylizer = make(features, iterations=7, optimizer=optimizer, scales=2)

@@ -52,6 +52,11 @@ class EchoStylizer:
             on_progress(iterations, iterations, torch.tensor(1.0))
         return StylizeResult((content + start) / 2, {"style": 1.0}, iterations)
 
+    def measure(self, image, content):
+        """Stand-ins for the loss terms, simple enough to check: distance from the content, brightness."""
+        return {"content": (image - content).pow(2).flatten(1).mean(1).tolist(),
+                "style": image.flatten(1).mean(1).tolist()}
+
 
 @pytest.fixture
 def job(style_file) -> JobConfig:
@@ -301,6 +306,12 @@ def test_warped_is_the_default_and_writes_a_stability_report(tmp_path, job):
     assert data["frames"] == 5 and len(data["per_frame"]) == 4
     assert data["warping_error"] == pytest.approx(summary["warping_error"])
     assert data["seconds_per_frame"] is not None and data["extra"]["init"] == "warped"
+    # Each stylized frame's losses, measured from the saved frames against the input frames.
+    styles = data["per_frame_losses"]["style"]
+    assert len(styles) == 5 and len(data["per_frame_losses"]["content"]) == 5
+    first = np.asarray(decoded(src)[0], np.float32) / 255
+    assert styles[0] == pytest.approx((first + 0.25).mean() / 2, abs=2e-3)  # the echo of frame 0
+    assert data["losses"]["style"] == pytest.approx(np.mean(styles)) == pytest.approx(summary["style_loss"])
     assert report.with_suffix(".png").stat().st_size > 0
     assert not JobFolder(out).path.exists()
 

@@ -1,0 +1,176 @@
+"""The temporal-stability benchmark (``make bench-temporal``): how steady, how stylized, how fast.
+
+For each clip it runs the real video job once per ``--init`` (frame, previous, warped with its
+temporal loss) on the same first frames, with the same stylizer and settings, and reads each run's
+stability report: the warping error of Lai et al. (flow and occlusions from the input frames), the
+mean style and content loss of the stylized frames measured the same way for every init, and
+seconds per frame. The input video's own warping error is the floor: a video cannot be steadier
+than the motion it shows.
+
+    python -m pipeline.bench_temporal                      # carphone + Big Buck Bunny, 30 frames
+    python -m pipeline.bench_temporal --clip a.mp4@256 --frames 10
+
+It prints a Markdown table (the one in the README) and writes JSON to bench-results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.bench import ROOT, STYLE_CANDIDATES, describe_device, first_existing, save_report
+from pipeline.config import EncodeConfig, EngineConfig, JobConfig, StyleImage, TemporalConfig, VideoConfig
+from pipeline.events import ItemDone
+from pipeline.images import fit_long_side
+from pipeline.jobs import build_stylizer
+from pipeline.stability import video_frames, warping_errors
+from pipeline.video_job import stylize_video, to_work_size
+
+SHARED_VIDEOS = ROOT.parent / "shared/media/videos"
+# carphone at its native 176x144; Big Buck Bunny (1280x720) brought down to a similar pixel count.
+DEFAULT_CLIPS = (f"{SHARED_VIDEOS / 'carphone_pristine.mp4'}@0", f"{SHARED_VIDEOS / 'bigbuckbunny.mp4'}@192")
+FALLBACK_CLIP = f"{ROOT / 'samples/bbb_2s.mp4'}@192"
+INITS = ("frame", "previous", "warped")
+
+
+@dataclass
+class Run:
+    """One init on one clip, as its stability report and its frame timings saw it."""
+
+    clip: str
+    init: str
+    frames: int
+    width: int
+    height: int
+    warping_error: float | None
+    style_loss: float
+    content_loss: float
+    seconds_per_frame: float  # all frames, the first (longer) one included
+    later_seconds_per_frame: float | None  # frames after the first: the steady-state cost
+
+
+def parse_clip(spec: str) -> tuple[Path, int]:
+    """``PATH`` or ``PATH@SIZE`` (working long side; 0 = the clip's own size)."""
+    path, _, size = spec.rpartition("@") if "@" in spec else (spec, "", "0")
+    return Path(path), int(size)
+
+
+def input_warping_error(clip: Path, frames: int, work_size: tuple[int, int], preset: str) -> float | None:
+    """The input's own warping error at the working size: the floor for any stylization of it."""
+    def inputs():
+        return (to_work_size(f, work_size) for f in itertools.islice(video_frames(clip), frames))
+
+    return warping_errors(inputs(), inputs(), preset).warping_error
+
+
+def run_init(clip: Path, init: str, job: JobConfig, video: VideoConfig, temporal: TemporalConfig, stylizer,
+             tmp: Path, log) -> Run:
+    seconds: list[float] = []
+
+    def on_event(event) -> None:
+        if isinstance(event, ItemDone):
+            seconds.append(event.seconds)
+            log(f"  {init}: {event.name} {event.seconds:.1f} s")
+
+    report_path = tmp / f"{clip.stem}-{init}.json"
+    video = VideoConfig(**{**asdict(video), "init": init})
+    stylize_video(clip, tmp / f"{clip.stem}-{init}.mp4", job, video, EncodeConfig(), overwrite=True,
+                  on_event=on_event, stylizer=stylizer, temporal=temporal, report_path=report_path)
+    report = json.loads(report_path.read_text())
+    return Run(str(clip), init, report["frames"], report["width"], report["height"], report["warping_error"],
+               report["losses"]["style"], report["losses"]["content"], float(np.mean(seconds)),
+               float(np.mean(seconds[1:])) if len(seconds) > 1 else None)
+
+
+def bench_clip(clip: Path, size: int, args, stylizer, job: JobConfig, log) -> dict:
+    first = next(video_frames(clip))
+    height, width = first.shape[:2]
+    long_side = size or max(height, width)
+    work_size = fit_long_side(height, width, min(long_side, max(height, width)))
+    video = VideoConfig(size=long_side, first_iterations=args.first_iterations, iterations=args.iterations,
+                        max_frames=args.frames)
+    temporal = TemporalConfig(weight=args.temporal_weight)
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for init in args.inits:
+            log(f"{clip.name} at {work_size[1]}x{work_size[0]}, --init {init}")
+            runs.append(run_init(clip, init, job, video, temporal, stylizer, Path(tmp), log))
+    return {"clip": str(clip), "work_size": [work_size[1], work_size[0]], "video": asdict(video),
+            "temporal": asdict(temporal),
+            "input_warping_error": input_warping_error(clip, args.frames, work_size, temporal.flow_preset),
+            "runs": [asdict(r) for r in runs]}
+
+
+def _number(value: float | None, digits: int = 5) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def format_table(clips: list[dict]) -> str:
+    """Markdown: one row per clip and init, plus the input's own row, with ratios to the input."""
+    lines = ["| clip | frames | init | warping error | vs input | style loss | content loss | s/frame | "
+             "s/frame after the first |", "|---|---|---|---|---|---|---|---|---|"]
+    for c in clips:
+        name = f"{Path(c['clip']).name} ({c['work_size'][0]}x{c['work_size'][1]})"
+        floor = c["input_warping_error"]
+        for r in c["runs"]:
+            ratio = f"{r['warping_error'] / floor:.1f}x" if r["warping_error"] and floor else "-"
+            lines.append(f"| {name} | {r['frames']} | {r['init']} | {_number(r['warping_error'])} | {ratio} | "
+                         f"{r['style_loss']:.3f} | {r['content_loss']:.3f} | {r['seconds_per_frame']:.1f} | "
+                         f"{_number(r['later_seconds_per_frame'], 1)} |")
+        lines.append(f"| {name} | {c['runs'][0]['frames'] if c['runs'] else '-'} | input video itself | "
+                     f"{_number(floor)} | 1.0x | | | | |")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    defaults = VideoConfig()
+    p = argparse.ArgumentParser(prog="python -m pipeline.bench_temporal", description=__doc__.split("\n\n")[0])
+    p.add_argument("--clip", action="append", default=None,
+                   help="PATH or PATH@SIZE (working long side, 0 = native); repeatable "
+                        "(default: the shared carphone clip at native size and Big Buck Bunny at 192)")
+    p.add_argument("--style", type=Path, default=None, help="style image (default: samples/starry_night.jpg)")
+    p.add_argument("--frames", type=int, default=30, help="frames from the start of each clip (default: 30)")
+    p.add_argument("--inits", nargs="+", choices=INITS, default=list(INITS), help="inits to compare (default: all)")
+    p.add_argument("--first-iterations", type=int, default=defaults.first_iterations,
+                   help=f"iterations for the first frame (default: {defaults.first_iterations}, as stylize-video)")
+    p.add_argument("--iterations", type=int, default=defaults.iterations,
+                   help=f"iterations for later frames (default: {defaults.iterations}, as stylize-video)")
+    p.add_argument("--temporal-weight", type=float, default=TemporalConfig().weight,
+                   help=f"temporal loss weight for --init warped (default: {TemporalConfig().weight:g})")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--out", type=Path, default=ROOT / "bench-results", help="folder for the JSON report")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    specs = args.clip or [s for s in DEFAULT_CLIPS if parse_clip(s)[0].is_file()] or [FALLBACK_CLIP]
+    style = args.style or first_existing(STYLE_CANDIDATES)
+    job = JobConfig(styles=(StyleImage(style),), engine=EngineConfig(device=args.device))
+    stylizer = build_stylizer(job)  # one for every run: the style's Gram matrices are computed once
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    started = time.strftime("%Y-%m-%dT%H:%M:%S")
+    clips = [bench_clip(*parse_clip(spec), args, stylizer, job, log) for spec in specs]
+    table = format_table(clips)
+    report = {"device": describe_device(stylizer.device), "time": started, "style": str(style), "clips": clips,
+              "table": table}
+    path = save_report(report, args.out, f"bench-temporal-{stylizer.device.type}.json")
+    print(f"Device: {report['device']}, style {Path(style).name}, started {started}")
+    print(table)
+    print(f"JSON: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
