@@ -10,7 +10,8 @@ than the motion it shows.
     python -m pipeline.bench_temporal                      # carphone + Big Buck Bunny, 30 frames
     python -m pipeline.bench_temporal --clip a.mp4@256 --frames 10
 
-It prints a Markdown table (the one in the README) and writes JSON to bench-results/.
+It prints a Markdown table (the one in the README) and writes JSON and, per clip, a PNG plot of the
+warping error per frame of every init and of the input to bench-results/.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from pipeline.config import EncodeConfig, EngineConfig, JobConfig, StyleImage, T
 from pipeline.events import ItemDone
 from pipeline.images import fit_long_side
 from pipeline.jobs import build_stylizer
-from pipeline.stability import video_frames, warping_errors
+from pipeline.stability import video_frames, warping_errors, write_plot
 from pipeline.video_job import stylize_video, to_work_size
 
 SHARED_VIDEOS = ROOT.parent / "shared/media/videos"
@@ -53,8 +54,11 @@ class Run:
     warping_error: float | None
     style_loss: float
     content_loss: float
-    seconds_per_frame: float  # all frames, the first (longer) one included
-    later_seconds_per_frame: float | None  # frames after the first: the steady-state cost
+    seconds_per_frame: float  # mean over all frames, the first (longer) one included
+    # Median over the frames after the first: the steady-state cost, robust to a busy moment.
+    later_seconds_per_frame: float | None
+    per_frame: list[float | None]  # warping error of each pair of frames
+    frame_seconds: list[float]  # stylizing time of each frame
 
 
 def parse_clip(spec: str) -> tuple[Path, int]:
@@ -63,12 +67,12 @@ def parse_clip(spec: str) -> tuple[Path, int]:
     return Path(path), int(size)
 
 
-def input_warping_error(clip: Path, frames: int, work_size: tuple[int, int], preset: str) -> float | None:
+def input_warping_errors(clip: Path, frames: int, work_size: tuple[int, int], preset: str):
     """The input's own warping error at the working size: the floor for any stylization of it."""
     def inputs():
         return (to_work_size(f, work_size) for f in itertools.islice(video_frames(clip), frames))
 
-    return warping_errors(inputs(), inputs(), preset).warping_error
+    return warping_errors(inputs(), inputs(), preset)
 
 
 def run_init(clip: Path, init: str, job: JobConfig, video: VideoConfig, temporal: TemporalConfig, stylizer,
@@ -87,7 +91,7 @@ def run_init(clip: Path, init: str, job: JobConfig, video: VideoConfig, temporal
     report = json.loads(report_path.read_text())
     return Run(str(clip), init, report["frames"], report["width"], report["height"], report["warping_error"],
                report["losses"]["style"], report["losses"]["content"], float(np.mean(seconds)),
-               float(np.mean(seconds[1:])) if len(seconds) > 1 else None)
+               float(np.median(seconds[1:])) if len(seconds) > 1 else None, report["per_frame"], seconds)
 
 
 def bench_clip(clip: Path, size: int, args, stylizer, job: JobConfig, log) -> dict:
@@ -103,10 +107,15 @@ def bench_clip(clip: Path, size: int, args, stylizer, job: JobConfig, log) -> di
         for init in args.inits:
             log(f"{clip.name} at {work_size[1]}x{work_size[0]}, --init {init}")
             runs.append(run_init(clip, init, job, video, temporal, stylizer, Path(tmp), log))
+    floor = input_warping_errors(clip, args.frames, work_size, temporal.flow_preset)
+    curves = {f"--init {r.init}": r.per_frame for r in runs}
+    plot = args.out / f"bench-temporal-{clip.stem}.png"
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    write_plot({**curves, "input video": floor.per_frame}, plot, width=720, height=300,
+               title=f"warping error per frame: {clip.name}, {work_size[1]}x{work_size[0]}")
     return {"clip": str(clip), "work_size": [work_size[1], work_size[0]], "video": asdict(video),
-            "temporal": asdict(temporal),
-            "input_warping_error": input_warping_error(clip, args.frames, work_size, temporal.flow_preset),
-            "runs": [asdict(r) for r in runs]}
+            "temporal": asdict(temporal), "input_warping_error": floor.warping_error,
+            "input_per_frame": floor.per_frame, "plot": str(plot), "runs": [asdict(r) for r in runs]}
 
 
 def _number(value: float | None, digits: int = 5) -> str:
@@ -116,7 +125,7 @@ def _number(value: float | None, digits: int = 5) -> str:
 def format_table(clips: list[dict]) -> str:
     """Markdown: one row per clip and init, plus the input's own row, with ratios to the input."""
     lines = ["| clip | frames | init | warping error | vs input | style loss | content loss | s/frame | "
-             "s/frame after the first |", "|---|---|---|---|---|---|---|---|---|"]
+             "s/frame after the first (median) |", "|---|---|---|---|---|---|---|---|---|"]
     for c in clips:
         name = f"{Path(c['clip']).name} ({c['work_size'][0]}x{c['work_size'][1]})"
         floor = c["input_warping_error"]

@@ -138,15 +138,23 @@ def write_report(report: StabilityReport, path: str | Path) -> None:
     atomic_write(Path(path), lambda tmp: tmp.write_text(text + "\n"))
 
 
-def plot_image(errors: list[float | None], width: int = 640, height: int = 240,
+# Curve colours (RGB), in order: blue, orange, green, red, purple; distinct also in greyscale print.
+CURVE_COLOURS = ((31, 90, 200), (230, 120, 20), (40, 150, 60), (200, 40, 40), (120, 60, 170))
+
+
+def plot_image(errors: list[float | None] | dict[str, list[float | None]], width: int = 640, height: int = 240,
                title: str = "warping error per frame") -> np.ndarray:
-    """A line chart of the per-frame errors as uint8 RGB ``[height, width, 3]`` (drawn with OpenCV)."""
+    """A line chart of per-frame errors as uint8 RGB ``[height, width, 3]`` (drawn with OpenCV).
+
+    ``errors`` is one curve, or several as ``{label: values}`` (drawn with a legend, on one scale).
+    """
+    curves = errors if isinstance(errors, dict) else {"": errors}
     image = np.full((height, width, 3), 255, np.uint8)
     left, right, top, bottom = 60, 12, 24, 28
-    values = [e for e in errors if e is not None and math.isfinite(e)]
+    values = [e for c in curves.values() for e in c if e is not None and math.isfinite(e)]
     top_value = max(values) * 1.1 if values and max(values) > 0 else 1.0
     x0, x1, y0, y1 = left, width - right, top, height - bottom
-    grey, black, blue = (200, 200, 200), (0, 0, 0), (31, 90, 200)
+    grey, black = (200, 200, 200), (0, 0, 0)
     font = cv2.FONT_HERSHEY_SIMPLEX
     for i in range(5):  # horizontal grid lines with their values
         y = round(y1 - (y1 - y0) * i / 4)
@@ -154,19 +162,26 @@ def plot_image(errors: list[float | None], width: int = 640, height: int = 240,
         cv2.putText(image, f"{top_value * i / 4:.4f}", (4, y + 4), font, 0.35, black, 1, cv2.LINE_AA)
     cv2.rectangle(image, (x0, y0), (x1, y1), black, 1)
     cv2.putText(image, title, (x0, 16), font, 0.45, black, 1, cv2.LINE_AA)
-    cv2.putText(image, f"frame pair (0..{max(len(errors) - 1, 0)})", (x0, height - 8), font, 0.4, black, 1,
+    longest = max((len(c) for c in curves.values()), default=0)
+    cv2.putText(image, f"frame pair (0..{max(longest - 1, 0)})", (x0, height - 8), font, 0.4, black, 1,
                 cv2.LINE_AA)
-    n = max(len(errors) - 1, 1)
-    points = [(round(x0 + (x1 - x0) * i / n), round(y1 - (y1 - y0) * e / top_value))
-              for i, e in enumerate(errors) if e is not None and math.isfinite(e)]
-    if len(points) > 1:
-        cv2.polylines(image, [np.array(points, np.int32)], False, blue, 2, cv2.LINE_AA)
-    for p in points:
-        cv2.circle(image, p, 2, blue, -1, cv2.LINE_AA)
+    n = max(longest - 1, 1)
+    for k, (label, curve) in enumerate(curves.items()):
+        colour = CURVE_COLOURS[k % len(CURVE_COLOURS)]
+        points = [(round(x0 + (x1 - x0) * i / n), round(y1 - (y1 - y0) * e / top_value))
+                  for i, e in enumerate(curve) if e is not None and math.isfinite(e)]
+        if len(points) > 1:
+            cv2.polylines(image, [np.array(points, np.int32)], False, colour, 2, cv2.LINE_AA)
+        for p in points:
+            cv2.circle(image, p, 2, colour, -1, cv2.LINE_AA)
+        if label:  # legend, top right, one line per curve
+            y = y0 + 14 + 14 * k
+            cv2.line(image, (x1 - 150, y - 4), (x1 - 130, y - 4), colour, 2, cv2.LINE_AA)
+            cv2.putText(image, label, (x1 - 125, y), font, 0.4, black, 1, cv2.LINE_AA)
     return image
 
 
-def write_plot(errors: list[float | None], path: str | Path, **kwargs) -> None:
+def write_plot(errors: list[float | None] | dict[str, list[float | None]], path: str | Path, **kwargs) -> None:
     """Save ``plot_image`` as a PNG, atomically."""
     path = Path(path)
     if path.suffix.lower() != ".png":

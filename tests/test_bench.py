@@ -1,6 +1,7 @@
 """The benchmark: FLOP counting, a tiny end-to-end run on CPU, and the helpers of its quality modes."""
 
 import json
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -106,5 +107,7 @@ def test_temporal_benchmark_runs_every_init_on_a_tiny_clip(features, style_file,
     assert [r["init"] for r in clip_report["runs"]] == ["frame", "previous", "warped"]
     assert all(r["frames"] == 3 and r["style_loss"] > 0 and r["seconds_per_frame"] > 0 for r in clip_report["runs"])
     assert clip_report["work_size"] == [64, 48] and clip_report["input_warping_error"] > 0
+    assert all(len(r["per_frame"]) == 2 for r in clip_report["runs"])
+    assert Path(clip_report["plot"]).stat().st_size > 0
     table = capsys.readouterr().out
     assert table.count("| pan.mkv (64x48) |") == 4 and "input video itself" in table

@@ -97,6 +97,16 @@ def test_the_plot_draws_the_curve():
     assert plot_image([None, None]).shape == (240, 640, 3)  # nothing to draw is not an error
 
 
+def test_the_plot_draws_several_labelled_curves_in_their_own_colours():
+    from pipeline.stability import CURVE_COLOURS
+
+    both = plot_image({"frame": [0.02, 0.03, 0.02], "warped": [0.002, 0.003, 0.002]})
+    one = plot_image({"frame": [0.02, 0.03, 0.02]})
+    for colour in CURVE_COLOURS[:2]:
+        assert (both == colour).all(-1).sum() > 50  # each curve (and its legend line) is drawn
+    assert (one == CURVE_COLOURS[1]).all(-1).sum() == 0
+
+
 def test_missing_or_broken_videos_are_input_errors(tmp_path):
     frames = pan()
     write_video(tmp_path / "in.mp4", frames)
