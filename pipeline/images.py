@@ -178,6 +178,16 @@ def output_suffix(input_path: Path, output_format: str = "same") -> str:
     return OUTPUT_SUFFIX_FOR.get(suffix.lower(), suffix)
 
 
+def _process_umask() -> int:
+    # Read once, at import: os.umask can only be read by setting it, which is not thread-safe later.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_process_umask()  # what a plain open() would give a new file
+
+
 def atomic_write(path: Path, write) -> None:
     """Call ``write(tmp_path)`` then rename to ``path``; the temporary file never survives a failure."""
     path = Path(path)
@@ -186,6 +196,8 @@ def atomic_write(path: Path, write) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        # mkstemp makes the file private (0600); a finished picture gets the usual permissions.
+        os.chmod(tmp, FILE_MODE)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

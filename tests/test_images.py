@@ -129,3 +129,20 @@ def test_truncated_and_fake_files_raise_input_error(tmp_path):
     fake.write_text("just text")
     with pytest.raises(InputError, match="not an image"):
         load_image(fake)
+
+
+def test_saved_images_get_the_usual_file_permissions_not_the_temporary_files(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    import pipeline.images as images
+
+    mask = os.umask(0o027)  # a umask no default would give: the module must read it
+    try:
+        assert images._process_umask() == 0o027 and os.umask(0o027) == 0o027  # read, left as it was
+    finally:
+        os.umask(mask)
+    monkeypatch.setattr(images, "FILE_MODE", 0o640)
+    save_image(torch.rand(1, 3, 8, 8), tmp_path / "out.png")
+    assert stat.S_IMODE((tmp_path / "out.png").stat().st_mode) == 0o640  # not mkstemp's private 0600
+    assert not list(tmp_path.glob(".*.part"))
