@@ -38,7 +38,7 @@ def stylize_video(
     temporal_weight: Annotated[float, typer.Option(help="--init warped: weight of the temporal loss (0 = warped start only).")] = TEMPORAL.weight,
     scene_cut: Annotated[float, typer.Option(help="--init warped: a frame whose flow explains less than this share of its pixels is a new shot and starts from its own content.")] = TEMPORAL.scene_cut,
     flow_preset: Annotated[str, typer.Option(help="Optical flow (OpenCV DIS) preset: ultrafast, fast or medium.")] = TEMPORAL.flow_preset,
-    report: Annotated[Path | None, typer.Option(help="Write a stability report (warping error per frame and overall, seconds per frame) as JSON, and a PNG plot beside it.")] = None,
+    report: Annotated[Path | None, typer.Option(help="Write a stability report (warping error per frame and overall, seconds per frame, style and content loss per frame) as JSON, and a PNG plot beside it.")] = None,
     start: Annotated[float, typer.Option(help="Start this many seconds into the input.")] = VIDEO.start,
     duration: Annotated[float | None, typer.Option(help="Stylize only this many seconds.")] = VIDEO.duration,
     max_frames: Annotated[int | None, typer.Option(help="Stylize at most this many frames (quick previews).")] = VIDEO.max_frames,

@@ -113,7 +113,8 @@ def bench_clip(clip: Path, size: int, args, stylizer, job: JobConfig, log) -> di
     plot.parent.mkdir(parents=True, exist_ok=True)
     write_plot({**curves, "input video": floor.per_frame}, plot, width=720, height=300,
                title=f"warping error per frame: {clip.name}, {work_size[1]}x{work_size[0]}")
-    return {"clip": str(clip), "work_size": [work_size[1], work_size[0]], "video": asdict(video),
+    settings = {k: v for k, v in asdict(video).items() if k != "init"}  # each run has its own init
+    return {"clip": str(clip), "work_size": [work_size[1], work_size[0]], "video": settings,
             "temporal": asdict(temporal), "input_warping_error": floor.warping_error,
             "input_per_frame": floor.per_frame, "plot": str(plot), "runs": [asdict(r) for r in runs]}
 
