@@ -105,6 +105,8 @@ def video_frames(path: str | Path) -> Iterator[np.ndarray]:
     """Decode a video file's first video stream into uint8 RGB frames, one at a time (PyAV)."""
     import av
 
+    from pipeline.video import frame_rotation, upright
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: video not found")
@@ -119,7 +121,7 @@ def video_frames(path: str | Path) -> Iterator[np.ndarray]:
         stream.thread_type = "AUTO"
         try:
             for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
+                yield upright(frame.to_ndarray(format="rgb24"), frame_rotation(frame))
         except av.error.FFmpegError as exc:
             raise InputError(f"{path}: cannot decode ({exc})") from exc
 

@@ -46,6 +46,9 @@ class VideoInfo:
     codec: str = ""
     damage: str | None = None  # why reading packets stopped early, when it did
     end_pts: int | None = None  # first frame after the range; None when the range runs to the end
+    # Degrees counter-clockwise the stored picture is turned for display (phones film sideways and
+    # say so in a display matrix). Decoded frames are already turned; width and height are upright.
+    rotation: int = 0
 
     @property
     def frames(self) -> int:
@@ -127,11 +130,39 @@ def probe(path: str | Path, window: FrameWindow | None = None, fps: float = 25.0
         if not pts:
             where = "" if window.start == 0 and window.duration is None else " in the chosen range"
             raise InputError(f"{path}: no video frames{where}")
-        return VideoInfo(path, cc.width, cc.height, Fraction(tb), Fraction(rate), tuple(pts),
+        rotation = display_rotation(path)
+        width, height = (cc.height, cc.width) if rotation in (90, 270) else (cc.width, cc.height)
+        return VideoInfo(path, width, height, Fraction(tb), Fraction(rate), tuple(pts),
                          len(container.streams.audio), len(container.streams.subtitles), cc.name, damage,
-                         min(later) if later else None)
+                         min(later) if later else None, rotation)
     finally:
         container.close()
+
+
+def display_rotation(path: Path) -> int:
+    """0, 90, 180 or 270: how far the first frame's display matrix turns it counter-clockwise.
+
+    FFmpeg hands the matrix to decoded frames, not to the stream, so one frame is decoded. Angles
+    between quarter turns do not occur in practice and are rounded to the nearest one.
+    """
+    try:
+        with av.open(str(path)) as container:
+            frame = next(container.decode(container.streams.video[0]), None)
+    except av.error.FFmpegError:
+        return 0  # decoding reports the damage where it happens, with the frame's time
+    return frame_rotation(frame) if frame is not None else 0
+
+
+def frame_rotation(frame: av.VideoFrame) -> int:
+    """A decoded frame's display rotation as 0, 90, 180 or 270 degrees counter-clockwise."""
+    return round((frame.rotation or 0) / 90) % 4 * 90
+
+
+def upright(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    """A decoded picture turned as its display matrix says (np.rot90 turns counter-clockwise)."""
+    if rotation == 0:
+        return rgb
+    return np.ascontiguousarray(np.rot90(rgb, k=rotation // 90))
 
 
 @dataclass
@@ -167,7 +198,7 @@ def decode_frames(info: VideoInfo) -> Iterator[DecodedFrame]:
                 if p > expected:
                     raise InputError(f"{info.path}: the frame at {float(expected * info.time_base):.3f} s "
                                      "could not be decoded (damaged file?)")
-                yield DecodedFrame(p, frame.to_ndarray(format="rgb24"))
+                yield DecodedFrame(p, upright(frame.to_ndarray(format="rgb24"), info.rotation))
                 expected = next(pending, None)
                 if expected is None:
                     return

@@ -166,6 +166,9 @@ def stylize_video(
     info = probe(input_path, FrameWindow(video.start, video.duration, video.max_frames), video.fps)
     if info.damage:
         on_event(Notice(f"{input_path}: damaged file, {info.damage}: the job will stop there"))
+    if info.rotation:
+        on_event(Notice(f"{input_path}: stored turned by {info.rotation}° (display matrix): stylized and written "
+                        f"upright, {info.width}x{info.height}"))
     work_size = fit_long_side(info.height, info.width, min(video.size, max(info.height, info.width)))
     # The first frame starts from its content; the style config's own size/iterations are the video's.
     style = job.style.replace(size=max(work_size), iterations=video.first_iterations, init="content")

@@ -20,14 +20,17 @@ MS = Fraction(1, 1000)
 
 
 def make_video(path: Path, *, width=48, height=32, frames=8, vfr=False, audio=True, audio_codec="aac",
-               options=None, seed=0) -> list[int]:
+               options=None, seed=0, rotation=0) -> list[int]:
     """Write a small test clip; return its frame times in milliseconds.
 
     Frames are 40 ms apart (25 fps) or, with ``vfr``, alternately 40 and 80 ms apart. Each frame
-    is different (a moving gradient plus noise) so that frame-order mistakes show.
+    is different (a moving gradient plus noise) so that frame-order mistakes show. ``rotation``:
+    a display matrix turning the picture that many degrees counter-clockwise, as phones write.
     """
     container = av.open(str(path), "w", options=options or {})
     video = container.add_stream("libx264", rate=25)
+    if rotation:
+        video.set_display_rotation(rotation)
     # 4:2:0 cannot hold odd sizes; 4:4:4 can, which gives the odd-sized inputs phones and crops make.
     video.width, video.height = width, height
     video.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
@@ -139,6 +142,20 @@ def test_probe_rejects_bad_files(tmp_path, make, message):
     make(path)
     with pytest.raises(InputError, match=message):
         probe(path)
+
+
+@pytest.mark.parametrize("rotation", [90, -90, 180])
+def test_phone_rotation_is_applied_on_decode(tmp_path, rotation):
+    make_video(tmp_path / "plain.mp4", audio=False, frames=3)
+    make_video(tmp_path / "turned.mp4", audio=False, frames=3, rotation=rotation)
+    plain, turned = probe(tmp_path / "plain.mp4"), probe(tmp_path / "turned.mp4")
+    assert plain.rotation == 0 and turned.rotation == rotation % 360
+    quarter = rotation % 180 != 0
+    assert (turned.width, turned.height) == ((32, 48) if quarter else (48, 32))
+    for a, b in zip(decode_frames(plain), decode_frames(turned), strict=True):
+        # The same pixels, turned counter-clockwise by the display angle (what players show).
+        assert np.array_equal(np.rot90(a.rgb, k=rotation // 90), b.rgb)
+        assert b.rgb.shape == (turned.height, turned.width, 3)
 
 
 def test_probe_rejects_audio_only_and_empty_range(tmp_path):

@@ -87,6 +87,21 @@ def test_job_keeps_frames_timing_and_sound(tmp_path, job):
     assert all(c["init"] is not None and c["scales"] == 1 for c in stylizer.calls[1:])
 
 
+def test_a_phone_clip_filmed_sideways_is_stylized_and_written_upright(tmp_path, job):
+    src, out = tmp_path / "phone.mp4", tmp_path / "out.mp4"
+    make_video(src, width=64, height=48, frames=3, audio=False, rotation=-90)  # as a phone's "rotate=90" tag
+    events = []
+    stylizer = EchoStylizer()
+    summary = stylize_video(src, out, job, FAST, ENCODE, on_event=events.append, stylizer=stylizer)
+    assert (summary["width"], summary["height"]) == (48, 64)  # portrait, as the phone showed it
+    assert stylizer.calls[0]["content"].shape[-2:] == (32, 24)
+    assert any("turned by 270°" in e.message for e in events if isinstance(e, Notice))
+    with av.open(str(out)) as c:
+        frame = next(c.decode(video=0))
+        # Upright pixels and no display matrix: players that ignore the matrix show it right too.
+        assert (frame.width, frame.height, frame.rotation) == (48, 64, 0)
+
+
 def test_previous_init_passes_the_exact_saved_bytes(tmp_path, job):
     src, out = tmp_path / "in.mp4", tmp_path / "out.mkv"
     make_video(src, frames=4, audio=False)
