@@ -125,8 +125,17 @@ def read_manifest(output_dir: Path) -> dict | None:
 def write_manifest(output_dir: Path, fingerprint: dict, input_dir: Path) -> None:
     from pipeline.images import atomic_write
 
-    body = json.dumps({"kind": "folder", "input": str(input_dir), "fingerprint": fingerprint}, indent=2)
+    body = json.dumps({"kind": "folder", "input": str(Path(input_dir).resolve()), "fingerprint": fingerprint},
+                      indent=2)
     atomic_write(Path(output_dir) / MANIFEST_NAME, lambda tmp: tmp.write_text(body + "\n"))
+
+
+def _other_input(manifest: dict | None, input_dir: Path) -> str | None:
+    """The input folder an earlier run recorded, when it is not this one (None when it is, or unknown)."""
+    recorded = (manifest or {}).get("input")
+    if not isinstance(recorded, str) or Path(recorded).resolve() == Path(input_dir).resolve():
+        return None
+    return recorded
 
 
 def _changed_options(old: dict | None, new: dict) -> list[str]:
@@ -152,8 +161,13 @@ def finished_outputs(plan: FolderPlan, fingerprint: dict, overwrite: bool, *, dr
     """
     manifest = read_manifest(plan.output_dir)
     existing = [item for item in plan.items if item.output.exists()]
-    same = manifest is not None and manifest.get("fingerprint") == fingerprint
+    other_input = _other_input(manifest, plan.input_dir)
+    same = manifest is not None and manifest.get("fingerprint") == fingerprint and other_input is None
     if not overwrite:
+        if other_input is not None:
+            # Same names from another folder are other photos: skipping them as "done" would be wrong.
+            raise OptionsChangedError(f"{plan.output_dir}: holds results made from another input folder "
+                                      f"({other_input}); use a new output folder, or --overwrite to replace them")
         if manifest is not None and not same:
             changed = ", ".join(_changed_options(manifest.get("fingerprint"), fingerprint))
             raise OptionsChangedError(f"{plan.output_dir}: holds results made with other options (changed: "

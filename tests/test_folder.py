@@ -225,6 +225,24 @@ def test_changed_options_are_refused_then_overwritten(tmp_path, job):
     assert manifest["fingerprint"]["style"]["style_weight"] == 10.0
 
 
+def test_results_from_another_input_folder_are_not_taken_as_done(tmp_path, job, monkeypatch):
+    first, second, dst = tmp_path / "trip", tmp_path / "wedding", tmp_path / "out"
+    for folder, seed in ((first, 1), (second, 2)):
+        folder.mkdir()
+        Image.fromarray(pattern(64, 48, seed=seed)).save(folder / "IMG_0001.png")  # cameras reuse names
+    run_folder(first, dst, job, FakeStylizer())
+    made = (dst / "IMG_0001.png").read_bytes()
+    with pytest.raises(OptionsChangedError, match=r"another input folder .*trip"):
+        run_folder(second, dst, job, FakeStylizer())
+    assert (dst / "IMG_0001.png").read_bytes() == made
+    summary, _ = run_folder(second, dst, job, FakeStylizer(), config=FolderConfig(overwrite=True))
+    assert summary["done"] == 1 and summary["skipped"] == 0
+    # The same folder reached by another spelling of its path resumes as usual.
+    monkeypatch.chdir(tmp_path)
+    summary, _ = run_folder(Path("wedding"), Path("out"), job, FakeStylizer())
+    assert summary["skipped"] == 1 and summary["done"] == 0
+
+
 def test_foreign_files_without_manifest_are_refused(tmp_path, job):
     src, dst = tmp_path / "in", tmp_path / "out"
     src.mkdir()
