@@ -38,6 +38,7 @@ def stylize_video(
     temporal_weight: Annotated[float, typer.Option(help="--init warped: weight of the temporal loss (0 = warped start only).")] = TEMPORAL.weight,
     scene_cut: Annotated[float, typer.Option(help="--init warped: a frame whose flow explains less than this share of its pixels is a new shot and starts from its own content.")] = TEMPORAL.scene_cut,
     flow_preset: Annotated[str, typer.Option(help="Optical flow (OpenCV DIS) preset: ultrafast, fast or medium.")] = TEMPORAL.flow_preset,
+    long_term: Annotated[int, typer.Option(help="--init warped: also hold each frame to the stylized frame this many frames back where the previous frame cannot vouch for a pixel (reappearing background); 0 = off.")] = TEMPORAL.long_term,
     report: Annotated[Path | None, typer.Option(help="Write a stability report (warping error per frame and overall, seconds per frame, style and content loss per frame) as JSON, and a PNG plot beside it.")] = None,
     start: Annotated[float, typer.Option(help="Start this many seconds into the input.")] = VIDEO.start,
     duration: Annotated[float | None, typer.Option(help="Stylize only this many seconds.")] = VIDEO.duration,
@@ -85,7 +86,8 @@ def stylize_video(
         )
         video = VideoConfig(size=size, first_iterations=first_iterations, iterations=iterations, init=init,
                             start=start, duration=duration, max_frames=max_frames, fps=fps)
-        temporal = TemporalConfig(weight=temporal_weight, scene_cut=scene_cut, flow_preset=flow_preset)
+        temporal = TemporalConfig(weight=temporal_weight, scene_cut=scene_cut, flow_preset=flow_preset,
+                                  long_term=long_term)
         encode = EncodeConfig(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, output_size=output_size)
         with common.EventRenderer(quiet) as renderer:
             summary = run_job(input, output, job, video, encode, overwrite=overwrite, on_event=renderer,

@@ -17,6 +17,7 @@ warping error per frame of every init and of the input to bench-results/.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import sys
@@ -33,7 +34,7 @@ from pipeline.events import ItemDone
 from pipeline.images import fit_long_side
 from pipeline.jobs import build_stylizer
 from pipeline.stability import video_frames, warping_errors, write_plot
-from pipeline.video_job import stylize_video, to_work_size
+from pipeline.video_job import LONG_TERM_STRIDE, stylize_video, to_work_size
 
 SHARED_VIDEOS = ROOT.parent / "shared/media/videos"
 # carphone at its native 176x144; Big Buck Bunny (1280x720) brought down to a similar pixel count.
@@ -47,7 +48,7 @@ class Run:
     """One init on one clip, as its stability report and its frame timings saw it."""
 
     clip: str
-    init: str
+    init: str  # "frame", "previous", "warped" or "warped, long-term K"
     frames: int
     width: int
     height: int
@@ -58,6 +59,7 @@ class Run:
     # Median over the frames after the first: the steady-state cost, robust to a busy moment.
     later_seconds_per_frame: float | None
     per_frame: list[float | None]  # warping error of each pair of frames
+    long_term_warping_error: float | None  # between frames LONG_TERM_STRIDE apart (None: clip too short)
     frame_seconds: list[float]  # stylizing time of each frame
 
 
@@ -67,31 +69,34 @@ def parse_clip(spec: str) -> tuple[Path, int]:
     return Path(path), int(size)
 
 
-def input_warping_errors(clip: Path, frames: int, work_size: tuple[int, int], preset: str):
+def input_warping_errors(clip: Path, frames: int, work_size: tuple[int, int], preset: str, stride: int = 1):
     """The input's own warping error at the working size: the floor for any stylization of it."""
     def inputs():
         return (to_work_size(f, work_size) for f in itertools.islice(video_frames(clip), frames))
 
-    return warping_errors(inputs(), inputs(), preset)
+    return warping_errors(inputs(), inputs(), preset, stride=stride)
 
 
 def run_init(clip: Path, init: str, job: JobConfig, video: VideoConfig, temporal: TemporalConfig, stylizer,
              tmp: Path, log) -> Run:
     seconds: list[float] = []
+    label = f"{init}, long-term {temporal.long_term}" if init == "warped" and temporal.long_term else init
 
     def on_event(event) -> None:
         if isinstance(event, ItemDone):
             seconds.append(event.seconds)
-            log(f"  {init}: {event.name} {event.seconds:.1f} s")
+            log(f"  {label}: {event.name} {event.seconds:.1f} s")
 
-    report_path = tmp / f"{clip.stem}-{init}.json"
+    name = f"{clip.stem}-{init}-{temporal.long_term}"
+    report_path = tmp / f"{name}.json"
     video = VideoConfig(**{**asdict(video), "init": init})
-    stylize_video(clip, tmp / f"{clip.stem}-{init}.mp4", job, video, EncodeConfig(), overwrite=True,
+    stylize_video(clip, tmp / f"{name}.mp4", job, video, EncodeConfig(), overwrite=True,
                   on_event=on_event, stylizer=stylizer, temporal=temporal, report_path=report_path)
     report = json.loads(report_path.read_text())
-    return Run(str(clip), init, report["frames"], report["width"], report["height"], report["warping_error"],
+    return Run(str(clip), label, report["frames"], report["width"], report["height"], report["warping_error"],
                report["losses"]["style"], report["losses"]["content"], float(np.mean(seconds)),
-               float(np.median(seconds[1:])) if len(seconds) > 1 else None, report["per_frame"], seconds)
+               float(np.median(seconds[1:])) if len(seconds) > 1 else None, report["per_frame"],
+               report["long_term"].get("warping_error"), seconds)
 
 
 def bench_clip(clip: Path, size: int, args, stylizer, job: JobConfig, log) -> dict:
@@ -102,12 +107,16 @@ def bench_clip(clip: Path, size: int, args, stylizer, job: JobConfig, log) -> di
     video = VideoConfig(size=long_side, first_iterations=args.first_iterations, iterations=args.iterations,
                         max_frames=args.frames)
     temporal = TemporalConfig(weight=args.temporal_weight)
+    plans = [(init, temporal) for init in args.inits]
+    if args.long_term:
+        plans.append(("warped", dataclasses.replace(temporal, long_term=args.long_term)))
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
-        for init in args.inits:
-            log(f"{clip.name} at {work_size[1]}x{work_size[0]}, --init {init}")
-            runs.append(run_init(clip, init, job, video, temporal, stylizer, Path(tmp), log))
+        for init, settings in plans:
+            log(f"{clip.name} at {work_size[1]}x{work_size[0]}, --init {init}, long-term {settings.long_term}")
+            runs.append(run_init(clip, init, job, video, settings, stylizer, Path(tmp), log))
     floor = input_warping_errors(clip, args.frames, work_size, temporal.flow_preset)
+    far_floor = input_warping_errors(clip, args.frames, work_size, temporal.flow_preset, LONG_TERM_STRIDE)
     curves = {f"--init {r.init}": r.per_frame for r in runs}
     plot = args.out / f"bench-temporal-{clip.stem}.png"
     plot.parent.mkdir(parents=True, exist_ok=True)
@@ -116,6 +125,7 @@ def bench_clip(clip: Path, size: int, args, stylizer, job: JobConfig, log) -> di
     settings = {k: v for k, v in asdict(video).items() if k != "init"}  # each run has its own init
     return {"clip": str(clip), "work_size": [work_size[1], work_size[0]], "video": settings,
             "temporal": asdict(temporal), "input_warping_error": floor.warping_error,
+            "input_long_term_warping_error": far_floor.warping_error if args.frames > LONG_TERM_STRIDE else None,
             "input_per_frame": floor.per_frame, "plot": str(plot), "runs": [asdict(r) for r in runs]}
 
 
@@ -123,20 +133,26 @@ def _number(value: float | None, digits: int = 5) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _ratio(value: float | None, floor: float | None) -> str:
+    return f"{value / floor:.1f}x" if value and floor else "-"
+
+
 def format_table(clips: list[dict]) -> str:
     """Markdown: one row per clip and init, plus the input's own row, with ratios to the input."""
-    lines = ["| clip | frames | init | warping error | vs input | style loss | content loss | s/frame | "
-             "s/frame after the first (median) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [f"| clip | frames | init | warping error | vs input | {LONG_TERM_STRIDE} frames apart | vs input | "
+             "style loss | content loss | s/frame | s/frame after the first (median) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in clips:
         name = f"{Path(c['clip']).name} ({c['work_size'][0]}x{c['work_size'][1]})"
-        floor = c["input_warping_error"]
+        floor, far_floor = c["input_warping_error"], c["input_long_term_warping_error"]
         for r in c["runs"]:
-            ratio = f"{r['warping_error'] / floor:.1f}x" if r["warping_error"] and floor else "-"
-            lines.append(f"| {name} | {r['frames']} | {r['init']} | {_number(r['warping_error'])} | {ratio} | "
+            far = r["long_term_warping_error"]
+            lines.append(f"| {name} | {r['frames']} | {r['init']} | {_number(r['warping_error'])} | "
+                         f"{_ratio(r['warping_error'], floor)} | {_number(far)} | {_ratio(far, far_floor)} | "
                          f"{r['style_loss']:.3f} | {r['content_loss']:.3f} | {r['seconds_per_frame']:.1f} | "
                          f"{_number(r['later_seconds_per_frame'], 1)} |")
         lines.append(f"| {name} | {c['runs'][0]['frames'] if c['runs'] else '-'} | input video itself | "
-                     f"{_number(floor)} | 1.0x | | | | |")
+                     f"{_number(floor)} | 1.0x | {_number(far_floor)} | 1.0x | | | | |")
     return "\n".join(lines)
 
 
@@ -155,6 +171,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"iterations for later frames (default: {defaults.iterations}, as stylize-video)")
     p.add_argument("--temporal-weight", type=float, default=TemporalConfig().weight,
                    help=f"temporal loss weight for --init warped (default: {TemporalConfig().weight:g})")
+    p.add_argument("--long-term", type=int, default=0,
+                   help="also run --init warped with --long-term K (default: 0 = not run)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results", help="folder for the JSON report")
     return p.parse_args(argv)

@@ -109,6 +109,9 @@ class TemporalConfig:
     weight: float = 50.0  # --temporal-weight: the temporal loss's weight (content is 1, style 3)
     scene_cut: float = 0.25
     flow_preset: str = "medium"
+    # --long-term K: also hold each frame to the stylized frame K frames back, where the previous
+    # frame cannot vouch for a pixel (it was hidden there but visible K frames ago). 0 = off.
+    long_term: int = 0
 
     def __post_init__(self) -> None:
         from pipeline.errors import ConfigError
@@ -119,6 +122,8 @@ class TemporalConfig:
             raise ConfigError(f"--temporal-weight must not be negative (got {self.weight})")
         if not 0 <= self.scene_cut <= 1:
             raise ConfigError(f"--scene-cut must be between 0 and 1 (got {self.scene_cut})")
+        if self.long_term < 0 or self.long_term == 1:
+            raise ConfigError(f"--long-term must be 0 (off) or at least 2 frames (got {self.long_term})")
         if self.flow_preset not in FLOW_PRESETS:
             raise ConfigError(f"--flow-preset must be one of {', '.join(FLOW_PRESETS)} (got {self.flow_preset!r})")
 

@@ -8,13 +8,15 @@ INPUT frames (the output's own flow would reward a video that smears everything)
 with RGB in [0, 1], ``|.|^2`` summed over the three channels, ``warp(O_t+1)`` the next output frame
 brought onto frame t's grid, and ``M`` the hard consistency mask of pipeline/flow.py. The video's
 warping error is the mean of E_t. Lower is steadier; the input video's own error (pass the input as
-the output) is the floor a stylization can hope for.
+the output) is the floor a stylization can hope for. With a stride k, frames t and t+k are compared
+the same way (flow computed directly between the two input frames).
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +43,9 @@ class StabilityReport:
     # stylized FRAME (not pair), and their means. Lower style loss = stronger style.
     per_frame_losses: dict[str, list[float]] = field(default_factory=dict)
     losses: dict[str, float] = field(default_factory=dict)
+    # Filled in by a job: the same error between frames ``stride`` apart (``stride``, ``per_frame``,
+    # ``warping_error``), which shows drift that neighbouring frames hide.
+    long_term: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -70,15 +75,19 @@ def _fit(frame: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def warping_errors(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray], preset: str = "medium",
-                   names: tuple[str, str] = ("the input", "the output")) -> StabilityReport:
+                   names: tuple[str, str] = ("the input", "the output"), stride: int = 1) -> StabilityReport:
     """The report for a sequence of output frames given the input frames (uint8 RGB ``[H, W, 3]``).
 
-    Streams: only two frames of each sequence are held at a time, so whole videos fit. Input frames
-    are resized to the output's size when they differ. Both sequences must have the same length;
-    ``names`` say which is which in that error.
+    ``stride`` k compares frames t and t+k instead of neighbours (long-term consistency: does a
+    wall look the same after the actor walked past it?). Streams: only k+1 frames of each sequence
+    are held at a time, so whole videos fit. Input frames are resized to the output's size when
+    they differ. Both sequences must have the same length; ``names`` say which is which in that error.
     """
+    if stride < 1:
+        raise ValueError(f"stride must be at least 1 (got {stride})")
     per_frame: list[float | None] = []
-    prev_in = prev_out = None
+    held: deque[tuple[np.ndarray, np.ndarray]] = deque(maxlen=stride)  # the last k (input, output) pairs
+    prev_out = None
     count = 0
     in_iter, out_iter = iter(inputs), iter(outputs)
     while True:
@@ -89,9 +98,11 @@ def warping_errors(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray], 
                 raise InputError(f"{shorter} has only {count} frames, {longer} has more")
             break
         cur_in = _fit(cur_in, cur_out.shape)
-        if prev_in is not None:
-            per_frame.append(pair_warping_error(prev_in, cur_in, prev_out, cur_out, preset))
-        prev_in, prev_out = cur_in, cur_out
+        if len(held) == stride:
+            earlier_in, earlier_out = held[0]
+            per_frame.append(pair_warping_error(earlier_in, cur_in, earlier_out, cur_out, preset))
+        held.append((cur_in, cur_out))
+        prev_out = cur_out
         count += 1
     if count == 0:
         raise InputError("no frames to compare")

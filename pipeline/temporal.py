@@ -14,6 +14,8 @@ flow of the INPUT frames, and penalise departures from it where the flow is trus
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -58,6 +60,13 @@ class TemporalGuide:
 
     def __init__(self, config: TemporalConfig = TemporalConfig()):
         self.config = config
+        # Long-term consistency needs the stylized frame K back: the video job points this at its
+        # job folder (frame index -> uint8 [H, W, 3]), which holds every finished frame.
+        self.styled_frame: Callable[[int], np.ndarray] | None = None
+        # Reader thread: (index, uint8 content) of the last K input frames (the contents only: items
+        # also carry their flow fields, which at 4K would cost gigabytes).
+        self._recent: deque[tuple[int, np.ndarray]] = deque(maxlen=max(config.long_term, 1))
+        self._shot_start = 0  # reader thread: index of the first frame of the current shot
 
     @property
     def needs_flow(self) -> bool:
@@ -81,12 +90,14 @@ class TemporalGuide:
         content: np.ndarray | torch.Tensor,
         previous_stylized: np.ndarray | torch.Tensor | None,
         pair_flow: PairFlow | None,
+        long_term: tuple[PairFlow, np.ndarray] | None = None,
     ) -> FramePlan:
         """The plan for the current frame.
 
         ``content`` is the current frame at the working size (uint8 ``[H, W, 3]`` or a ``[1, 3, H, W]``
         tensor in [0, 1]); ``previous_stylized`` the previous frame's result at the same size (None for
-        the first frame); ``pair_flow`` what ``annotate`` returned for this frame.
+        the first frame); ``pair_flow`` what ``annotate`` returned for this frame. ``long_term``
+        (``--long-term``): the flow from the frame K back to this one and that frame's stylized result.
         """
         mode = self.config.init
         if previous_stylized is None or mode == "frame":
@@ -103,7 +114,10 @@ class TemporalGuide:
         if previous.shape != current.shape or pair_flow.shape != current.shape[:2]:
             raise ValueError(f"sizes differ: content {current.shape}, previous result {previous.shape}, "
                              f"flow {pair_flow.shape}")
-        warped = as_tensor(pair_flow.warp(previous))
+        warped, confidence = pair_flow.warp(previous), pair_flow.confidence
+        if long_term is not None:
+            warped, confidence = with_long_term(warped, confidence, *long_term)
+        warped = as_tensor(warped)
         # The warped frame is the start everywhere, also where the flow cannot explain a pixel (newly
         # visible, motion boundary, entering the frame) and holds a smear of stylized neighbours.
         # Filling those pixels from the frame's content instead measured worse (warping error 0.0019
@@ -112,7 +126,7 @@ class TemporalGuide:
         # hold them (their confidence is 0), so the optimiser is free to repaint the smear.
         temporal = None
         if self.config.weight > 0:
-            temporal = TemporalTerm(warped, as_tensor(pair_flow.confidence), self.config.weight)
+            temporal = TemporalTerm(warped, as_tensor(confidence), self.config.weight)
         return FramePlan(warped, temporal, False, scales=1)
 
     # The video job's two hooks, for items with ``.content`` (uint8 RGB at the working size) and an
@@ -120,13 +134,51 @@ class TemporalGuide:
     # ``frame_init=guide.frame_init``.
 
     def annotate_item(self, previous_item, item) -> None:
-        """Reader-thread hook: store the flow from the previous input frame in ``item.extra["flow"]``."""
+        """Reader-thread hook: store the flow from the previous input frame in ``item.extra["flow"]``,
+        and with ``--long-term K`` the flow from the frame K back in ``item.extra["long_flow"]``
+        (``(index, PairFlow)``, only when that frame belongs to the same shot).
+
+        Called for every frame in order, also for frames a resumed job takes from its job folder,
+        so the history it keeps is the same in a resumed run.
+        """
         previous = None if previous_item is None else previous_item.content
-        item.extra["flow"] = self.annotate(previous, item.content)
+        flow = item.extra["flow"] = self.annotate(previous, item.content)
+        if previous_item is None or self.is_scene_cut(flow):
+            self._shot_start = item.index
+        k = self.config.long_term
+        if k and self.config.init == "warped" and len(self._recent) == k:
+            index, content = self._recent[0]
+            if index >= self._shot_start:
+                item.extra["long_flow"] = (index, compute_pair_flow(content, item.content, self.config.flow_preset))
+        self._recent.append((item.index, item.content))
 
     def frame_init(self, item, previous_item, previous_styled: np.ndarray):
         """Stylizer-thread hook: ``(init, temporal)`` for a frame after the first; ``item.extra``
         gets ``scene_cut`` so the job can give a new shot the first frame's iterations."""
-        plan = self.prepare(item.content, previous_styled, item.extra.get("flow"))
+        long_term = None
+        if (found := item.extra.get("long_flow")) is not None and self.styled_frame is not None:
+            index, flow = found
+            long_term = (flow, self.styled_frame(index))
+        plan = self.prepare(item.content, previous_styled, item.extra.get("flow"), long_term)
         item.extra["scene_cut"] = plan.scene_cut
         return plan.init, plan.temporal
+
+
+def with_long_term(warped: np.ndarray, confidence: np.ndarray, long_flow: PairFlow,
+                   earlier_stylized: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fold the stylized frame K back into the start image and the temporal term (Ruder et al.).
+
+    ``warped``/``confidence``: the previous result moved into this frame and the trust in it. The
+    earlier frame counts only where the previous frame cannot vouch for a pixel but the earlier one
+    can: ``c_long = max(c_earlier - c_previous, 0)``, so a wall that reappears after an actor walked
+    past gets back the look it had. Two weighted squared distances, ``c_p |x - a|^2 + c_l |x - b|^2``,
+    are one distance to their weighted mean with weight ``c_p + c_l`` (up to a constant), so the
+    optimiser keeps a single temporal term. Returns (start and target image, its confidence).
+    """
+    earlier = long_flow.warp(as_rgb_float(earlier_stylized))
+    c_prev = confidence[..., None]
+    c_long = np.clip(long_flow.confidence - confidence, 0.0, 1.0)[..., None]
+    total = c_prev + c_long
+    blended = np.where(total > 0, (c_prev * warped + c_long * earlier) / np.maximum(total, 1e-6), warped)
+    # Where neither vouches for a pixel, the previous result's smear stays the start (see prepare).
+    return blended.astype(np.float32), total[..., 0].astype(np.float32)

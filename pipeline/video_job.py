@@ -35,6 +35,9 @@ from pipeline.video import FrameWindow, VideoInfo, VideoWriter, decode_frames, p
 from pipeline.video_resume import JobFolder, input_identity
 
 QUEUE_FRAMES = 8  # frames buffered between stages: enough to ride out jitter, little memory
+# The report's long-term warping error compares frames this far apart (0.4 s at 25 fps): far enough
+# for an occluded background to reappear, near enough for the flow between them to be reliable.
+LONG_TERM_STRIDE = 10
 
 
 @dataclass
@@ -153,6 +156,7 @@ def stylize_video(
     if output_path.exists() and input_path.exists() and output_path.resolve() == input_path.resolve():
         raise OutputExistsError(f"{output_path}: output would replace the input")
     check_output(output_path, overwrite)
+    guide = None
     if video.init == "warped" and frame_init is None:
         from pipeline.temporal import TemporalGuide
 
@@ -175,6 +179,8 @@ def stylize_video(
     job = dataclasses.replace(job, style=style)
 
     folder = JobFolder(output_path)
+    if guide is not None:  # --long-term reads earlier results back from the job folder
+        guide.styled_frame = lambda index: folder.load(index, (*work_size, 3))
     fingerprint = job_fingerprint(job, video=_resume_relevant(video), work_size=list(work_size),
                                   input=input_identity(input_path), **(resume_key or {}))
     done = min(folder.open(fingerprint, overwrite), info.frames)
@@ -270,7 +276,12 @@ def _stability_report(info: VideoInfo, folder: JobFolder, work_size: tuple[int, 
     def outputs():
         return (folder.load(i, (*work_size, 3)) for i in range(info.frames))
 
-    report = warping_errors(inputs(), outputs(), temporal.flow_preset, names=(str(info.path), "the stylized frames"))
+    names = (str(info.path), "the stylized frames")
+    report = warping_errors(inputs(), outputs(), temporal.flow_preset, names)
+    if info.frames > LONG_TERM_STRIDE:
+        far = warping_errors(inputs(), outputs(), temporal.flow_preset, names, stride=LONG_TERM_STRIDE)
+        report.long_term = {"stride": LONG_TERM_STRIDE, "per_frame": far.per_frame,
+                            "warping_error": far.warping_error}
     per_frame: dict[str, list[float]] = {}
     for content, styled in zip(inputs(), outputs()):
         for name, values in stylizer.measure(from_uint8(styled), from_uint8(content)).items():

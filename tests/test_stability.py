@@ -54,6 +54,19 @@ def test_flicker_gives_the_error_the_definition_predicts():
     assert all(e == pytest.approx(expected, rel=0.15) for e in report.per_frame)
 
 
+def test_a_stride_compares_frames_further_apart():
+    frames = pan(frames=7)
+    # Flicker every other frame: frames two apart agree again, neighbours do not.
+    assert warping_errors(frames, flickering(frames), stride=2).warping_error < 2e-4
+    # A slow drift (+6 grey levels a frame) is small between neighbours and adds up over 3 frames.
+    drift = [(f.astype(int) + 6 * i).astype(np.uint8) for i, f in enumerate(frames)]
+    near, far = warping_errors(frames, drift), warping_errors(frames, drift, stride=3)
+    assert len(near.per_frame) == 6 and len(far.per_frame) == 4
+    assert far.warping_error == pytest.approx(9 * near.warping_error, rel=0.2)
+    with pytest.raises(ValueError, match="stride"):
+        warping_errors(frames, frames, stride=0)
+
+
 def test_inputs_are_compared_at_the_outputs_size():
     big = pan(width=128, height=96, step=4)
     small = [np.asarray(Image.fromarray(f).resize((64, 48), Image.Resampling.BOX)) for f in big]

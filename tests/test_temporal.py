@@ -87,28 +87,87 @@ def test_warped_mode_without_flow_is_a_programming_error():
         guide().prepare(textured(64, 48), textured(64, 48), None)
 
 
-def test_video_job_hooks_store_the_flow_and_report_cuts():
-    class Item:  # the shape of pipeline.video_job.FrameItem that the hooks rely on
-        def __init__(self, content):
-            self.content, self.extra = content, {}
+class Item:  # the shape of pipeline.video_job.FrameItem that the hooks rely on
+    def __init__(self, index, content):
+        self.index, self.content, self.extra = index, content, {}
 
+
+def test_video_job_hooks_store_the_flow_and_report_cuts():
     previous, current = panned()
     g = guide()
-    first, second = Item(previous), Item(current)
+    first, second = Item(0, previous), Item(1, current)
     g.annotate_item(None, first)
     g.annotate_item(first, second)
     assert first.extra["flow"] is None and second.extra["flow"].shape == (48, 64)
     init, temporal = g.frame_init(second, first, textured(64, 48, seed=3))
     assert init.shape == (1, 3, 48, 64) and temporal is not None
     assert second.extra["scene_cut"] is False
-    cut = Item(textured(64, 48, seed=2)[::-1])
+    cut = Item(2, textured(64, 48, seed=2)[::-1])
     g.annotate_item(second, cut)
     assert g.frame_init(cut, second, textured(64, 48, seed=3)) == (None, None)
     assert cut.extra["scene_cut"] is True
 
 
+def test_long_term_gives_back_what_the_previous_frame_could_not_see():
+    """A static wall with a strip (columns 20-30) that was hidden in the previous frame and visible K
+    frames back: there, and only there, the earlier stylized wall becomes the start and the target,
+    with the earlier frame's trust; elsewhere the previous frame's warp is unchanged."""
+    from pipeline.flow import PairFlow
+    from pipeline.temporal import with_long_term
+
+    h, w = 48, 64
+    still = np.zeros((h, w, 2), np.float32)  # a static camera: warping is the identity
+
+    def pair(confidence):
+        return PairFlow(still, still, confidence > 0.5, confidence, 1.0)
+
+    hidden = np.ones((h, w), np.float32)
+    hidden[:, 20:30] = 0.0  # the previous frame cannot vouch for these pixels
+    earlier_trust = np.full((h, w), 0.9, np.float32)
+    previous_result = np.full((h, w, 3), 0.2, np.float32)  # its smear in the hidden strip too
+    earlier_result = np.full((h, w, 3), 204, np.uint8)  # 0.8: the wall's look K frames ago
+
+    blended, confidence = with_long_term(previous_result, hidden, pair(earlier_trust), earlier_result)
+    np.testing.assert_allclose(blended[:, 20:30], 0.8, atol=1e-6)
+    np.testing.assert_allclose(confidence[:, 20:30], 0.9, atol=1e-6)
+    np.testing.assert_allclose(blended[:, 30:], 0.2, atol=1e-6)  # the previous frame vouches: unchanged
+    np.testing.assert_allclose(confidence[:, 30:], 1.0, atol=1e-6)
+    # Half trust in both: the target is their trust-weighted mean, the weight their union.
+    blended, confidence = with_long_term(previous_result, np.full((h, w), 0.25, np.float32),
+                                         pair(np.full((h, w), 0.75, np.float32)), earlier_result)
+    np.testing.assert_allclose(blended, (0.25 * 0.2 + 0.5 * 0.8) / 0.75, atol=1e-6)
+    np.testing.assert_allclose(confidence, 0.75, atol=1e-6)
+    # Trusted by neither: the previous result's smear stays the start, held by nothing.
+    blended, confidence = with_long_term(previous_result, np.zeros((h, w), np.float32),
+                                         pair(np.zeros((h, w), np.float32)), earlier_result)
+    np.testing.assert_allclose(blended, 0.2, atol=1e-6)
+    assert confidence.max() == 0
+
+
+def test_long_term_hooks_use_the_frame_k_back_within_the_shot_only():
+    g = guide(long_term=2)
+    stored = {}
+    g.styled_frame = lambda index: stored[index]
+    frames = pan_clip(frames=5)
+    frames[3] = textured(64, 48, seed=2)[::-1].copy()  # a cut at frame 3
+    items = [Item(i, f) for i, f in enumerate(frames)]
+    for previous, item in zip([None, *items], items):
+        g.annotate_item(previous, item)
+    assert [("long_flow" in it.extra) for it in items] == [False, False, True, False, False]
+    assert items[2].extra["long_flow"][0] == 0
+    stored[0] = textured(64, 48, seed=4)
+    init, temporal = g.frame_init(items[2], items[1], textured(64, 48, seed=3))
+    assert init.shape == (1, 3, 48, 64) and temporal.mask.max() <= 1.0
+    # Off by default, and frame / previous modes never compute the extra flow.
+    assert TemporalConfig().long_term == 0
+    g = guide(init="previous", long_term=2)
+    for previous, item in zip([None, *items], [Item(i, f) for i, f in enumerate(frames)]):
+        g.annotate_item(previous, item)
+        assert "long_flow" not in item.extra
+
+
 @pytest.mark.parametrize("change", [{"init": "nearest"}, {"weight": -1.0}, {"scene_cut": 1.5},
-                                    {"flow_preset": "slow"}])
+                                    {"flow_preset": "slow"}, {"long_term": 1}, {"long_term": -3}])
 def test_bad_temporal_options_are_config_errors(change):
     with pytest.raises(ConfigError):
         TemporalConfig(**change)

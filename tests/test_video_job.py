@@ -327,6 +327,20 @@ def test_warped_is_the_default_and_writes_a_stability_report(tmp_path, job):
     first = np.asarray(decoded(src)[0], np.float32) / 255
     assert styles[0] == pytest.approx((first + 0.25).mean() / 2, abs=2e-3)  # the echo of frame 0
     assert data["losses"]["style"] == pytest.approx(np.mean(styles)) == pytest.approx(summary["style_loss"])
+    assert data["long_term"] == {}  # 5 frames: none are LONG_TERM_STRIDE apart
+
+
+def test_the_report_measures_frames_ten_apart_on_a_longer_clip(tmp_path, job):
+    import json
+
+    from pipeline.video_job import LONG_TERM_STRIDE
+
+    src, out, report = tmp_path / "in.mkv", tmp_path / "out.mp4", tmp_path / "stability.json"
+    make_pan(src, frames=LONG_TERM_STRIDE + 2)
+    stylize_video(src, out, job, WARPED, ENCODE, stylizer=EchoStylizer(), report_path=report)
+    far = json.loads(report.read_text())["long_term"]
+    assert far["stride"] == LONG_TERM_STRIDE and len(far["per_frame"]) == 2
+    assert far["warping_error"] == pytest.approx(np.mean([e for e in far["per_frame"] if e is not None]))
     assert report.with_suffix(".png").stat().st_size > 0
     assert not JobFolder(out).path.exists()
 
