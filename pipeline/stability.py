@@ -137,11 +137,13 @@ def video_frames(path: str | Path) -> Iterator[np.ndarray]:
             raise InputError(f"{path}: cannot decode ({exc})") from exc
 
 
-def compare_videos(input_path: str | Path, output_path: str | Path, preset: str = "medium") -> StabilityReport:
-    """Warping error of ``output_path`` with flow and occlusions from ``input_path``."""
+def compare_videos(input_path: str | Path, output_path: str | Path, preset: str = "medium",
+                   stride: int = 1) -> StabilityReport:
+    """Warping error of ``output_path`` with flow and occlusions from ``input_path`` (frames
+    ``stride`` apart)."""
     report = warping_errors(video_frames(input_path), video_frames(output_path), preset,
-                            names=(str(input_path), str(output_path)))
-    report.extra.update(input=str(input_path), output=str(output_path), flow_preset=preset)
+                            names=(str(input_path), str(output_path)), stride=stride)
+    report.extra.update(input=str(input_path), output=str(output_path), flow_preset=preset, stride=stride)
     return report
 
 

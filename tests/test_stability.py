@@ -90,6 +90,9 @@ def test_compare_videos_writes_a_json_report_and_a_plot(tmp_path):
     flicker = compare_videos(tmp_path / "in.mp4", tmp_path / "flicker.mp4")
     assert steady.frames == flicker.frames == 6
     assert steady.warping_error < 0.05 * flicker.warping_error
+    # Two frames apart the flicker (every other frame) cancels out.
+    assert compare_videos(tmp_path / "in.mp4", tmp_path / "flicker.mp4", stride=2).warping_error < \
+        0.05 * flicker.warping_error
 
     write_report(flicker, tmp_path / "report.json")
     data = json.loads((tmp_path / "report.json").read_text())
