@@ -270,7 +270,7 @@ def _stability_report(info: VideoInfo, folder: JobFolder, work_size: tuple[int, 
     way whatever the init, so a steadier video can be checked for being as stylized."""
     from pipeline.stability import warping_errors
 
-    def inputs():  # decoded twice rather than held: a long video's frames do not fit in memory
+    def inputs():  # decoded again for each pass rather than held: a long video does not fit in memory
         return (to_work_size(frame.rgb, work_size) for frame in decode_frames(info))
 
     def outputs():
