@@ -181,6 +181,9 @@ def plot_image(errors: list[float | None] | dict[str, list[float | None]], width
     cv2.putText(image, f"frame pair (0..{max(longest - 1, 0)})", (x0, height - 8), font, 0.4, black, 1,
                 cv2.LINE_AA)
     n = max(longest - 1, 1)
+    # The legend sits in the top right corner, as wide as its longest label.
+    text_width = max((cv2.getTextSize(label, font, 0.4, 1)[0][0] for label in curves), default=0)
+    legend_x = x1 - text_width - 40
     for k, (label, curve) in enumerate(curves.items()):
         colour = CURVE_COLOURS[k % len(CURVE_COLOURS)]
         points = [(round(x0 + (x1 - x0) * i / n), round(y1 - (y1 - y0) * e / top_value))
@@ -191,8 +194,8 @@ def plot_image(errors: list[float | None] | dict[str, list[float | None]], width
             cv2.circle(image, p, 2, colour, -1, cv2.LINE_AA)
         if label:  # legend, top right, one line per curve
             y = y0 + 14 + 14 * k
-            cv2.line(image, (x1 - 150, y - 4), (x1 - 130, y - 4), colour, 2, cv2.LINE_AA)
-            cv2.putText(image, label, (x1 - 125, y), font, 0.4, black, 1, cv2.LINE_AA)
+            cv2.line(image, (legend_x, y - 4), (legend_x + 20, y - 4), colour, 2, cv2.LINE_AA)
+            cv2.putText(image, label, (legend_x + 25, y), font, 0.4, black, 1, cv2.LINE_AA)
     return image
 
 
