@@ -345,6 +345,27 @@ def test_the_report_measures_frames_ten_apart_on_a_longer_clip(tmp_path, job):
     assert not JobFolder(out).path.exists()
 
 
+def test_long_term_resumes_to_the_same_result(tmp_path, job, monkeypatch):
+    import pipeline.temporal as temporal_module
+    from pipeline.config import TemporalConfig
+
+    used = []
+    real = temporal_module.with_long_term
+    monkeypatch.setattr(temporal_module, "with_long_term", lambda *a: used.append(1) or real(*a))
+    src, whole, resumed = tmp_path / "in.mkv", tmp_path / "whole.mkv", tmp_path / "resumed.mkv"
+    make_pan(src, frames=7)
+    lossless, settings = EncodeConfig(codec="ffv1"), TemporalConfig(long_term=2)
+    stylize_video(src, whole, job, WARPED, lossless, stylizer=EchoStylizer(), temporal=settings)
+    assert len(used) == 5  # frames 2..6 each had the frame two back, from the same shot
+    with pytest.raises(KeyboardInterrupt):
+        stylize_video(src, resumed, job, WARPED, lossless, stylizer=EchoStylizer(fail_at=4), temporal=settings)
+    used.clear()
+    summary = stylize_video(src, resumed, job, WARPED, lossless, stylizer=EchoStylizer(), temporal=settings)
+    # The resumed frames 4..6 found frames 2..4 (two from the job folder) exactly as the whole run did.
+    assert summary["resumed_frames"] == 4 and len(used) == 3
+    assert all(np.array_equal(a, b) for a, b in zip(decoded(whole), decoded(resumed), strict=True))
+
+
 def test_temporal_settings_are_part_of_the_resume_state(tmp_path, job):
     from pipeline.config import TemporalConfig
 
