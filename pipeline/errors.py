@@ -23,3 +23,7 @@ class OutputExistsError(StylizeError):
 
 class ConfigError(StylizeError):
     """The options contradict each other or name something that does not exist."""
+
+
+class DeviceMemoryError(ConfigError):
+    """The work does not fit in the device's memory; a smaller --size (or batch) would."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.config import FolderConfig, JobConfig
-from pipeline.errors import ConfigError, InputError, StylizeError
+from pipeline.errors import ConfigError, DeviceMemoryError, InputError, StylizeError
 from pipeline.events import (
     EventCallback,
     ItemDone,
@@ -199,11 +199,10 @@ def _stylize_batch(run: _Run, stylizer, batch: list[_Loaded], writes: queue.Queu
     try:
         result = stylizer.stylize(torch.cat([job.content for job in batch]),
                                   on_progress=lambda d, t, loss: run.emit(Iteration(d, t, loss)))
-    except torch.OutOfMemoryError:
+    except DeviceMemoryError:
         # Not a bug but a limit of this GPU: a batch is retried one image at a time; a single image
         # that does not fit fails alone (its size is rare in the folder, or every photo would fail).
-        if stylizer.device.type == "cuda":
-            torch.cuda.empty_cache()
+        # The Stylizer has already given the memory back.
         if len(batch) > 1:
             run.warn_once("oom", f"out of GPU memory for a batch of {len(batch)}: retrying one image at a time "
                           "(a smaller --batch-size avoids the retries)")

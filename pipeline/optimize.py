@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from pipeline.color import preserve_colors
 from pipeline.config import CONTENT_LAYER, STYLE_LAYERS, EngineConfig, StyleConfig, StyleImage
 from pipeline.device import resolve_device
-from pipeline.errors import ConfigError, InputError
+from pipeline.errors import DeviceMemoryError, InputError
 from pipeline.features import VGGFeatures, build_features
 from pipeline.images import fit_long_side, load_rgb, resize
 from pipeline.losses import content_loss, gram, style_loss, temporal_loss, tv_loss
@@ -157,7 +157,7 @@ class Stylizer:
             image = preserve_colors(image, content)
         return StylizeResult(image, {k: float(v) for k, v in losses.items()}, done)
 
-    def _out_of_memory(self, batch: int, height: int, width: int) -> ConfigError:
+    def _out_of_memory(self, batch: int, height: int, width: int) -> DeviceMemoryError:
         """A clear error for a frame too large for the device: the user can fix it with --size."""
         where = str(self.device)
         if self.device.type == "cuda":
@@ -166,7 +166,7 @@ class Stylizer:
             torch.cuda.empty_cache()  # give the memory back before the caller carries on or exits
         smaller = max(16, int(max(height, width) * 0.7) // 16 * 16)
         images = f"{batch} images of " if batch > 1 else ""
-        return ConfigError(
+        return DeviceMemoryError(
             f"out of memory: stylizing {images}{width}x{height} px does not fit in the memory of {where}; "
             f"use a smaller --size (e.g. --size {smaller})"
         )

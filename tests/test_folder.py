@@ -15,7 +15,7 @@ from PIL import Image
 
 from pipeline import events as ev
 from pipeline.config import EngineConfig, FolderConfig, JobConfig, StyleConfig, StyleImage
-from pipeline.errors import ConfigError, InputError
+from pipeline.errors import ConfigError, DeviceMemoryError, InputError
 from pipeline.folder import MANIFEST_NAME, OptionsChangedError, plan_folder, stylize_folder
 from tests.conftest import pattern
 
@@ -383,7 +383,8 @@ def test_out_of_memory_retries_singly_then_fails_alone(tmp_path, job):
     class TightMemory(FakeStylizer):
         def stylize(self, content, on_progress=None):
             if content.shape[0] > 1 or content.shape[-2] > content.shape[-1]:
-                raise torch.OutOfMemoryError("CUDA out of memory")
+                # What the real Stylizer raises when torch runs out of memory (tests/test_precision.py).
+                raise DeviceMemoryError("out of memory: stylizing 64x48 px does not fit in the memory of cuda:0")
             return super().stylize(content, on_progress)
 
     fake = TightMemory()
@@ -391,4 +392,22 @@ def test_out_of_memory_retries_singly_then_fails_alone(tmp_path, job):
     assert summary["done"] == 2 and fake.batches == [1, 1]
     assert [f["input"] for f in summary["failed"]] == ["huge.png"]
     assert "out of GPU memory" in summary["failed"][0]["error"]
+    assert any(isinstance(e, ev.Notice) and "one image at a time" in e.message for e in events)
+
+
+def test_the_real_stylizers_out_of_memory_reaches_the_batch_retry(tmp_path, job, stylizer, monkeypatch):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for i in range(2):
+        Image.fromarray(pattern(64, 48, seed=i)).save(src / f"p{i}.png")
+    network = stylizer._features
+
+    def tight(image):  # a GPU with room for one image, not two
+        if image.shape[0] > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return network(image)
+
+    monkeypatch.setattr(stylizer, "_features", tight)
+    summary, events = run_folder(src, dst, job, stylizer, config=FolderConfig(batch_size=2))
+    assert summary["done"] == 2 and not summary["failed"]
     assert any(isinstance(e, ev.Notice) and "one image at a time" in e.message for e in events)

@@ -5,7 +5,7 @@ import torch
 
 from pipeline.bench_quality import Yardstick
 from pipeline.config import EngineConfig, StyleConfig
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, DeviceMemoryError
 from pipeline.images import from_uint8
 from pipeline.optimize import Stylizer
 from tests.conftest import pattern, stripes
@@ -49,8 +49,10 @@ def _stylizer_that_fails(features, monkeypatch, exc):
 ])
 def test_out_of_memory_becomes_one_clear_error(features, monkeypatch, exc):
     stylizer = _stylizer_that_fails(features, monkeypatch, exc)
-    with pytest.raises(ConfigError, match=r"out of memory: stylizing 64x48 px .* smaller --size \(e\.g\. --size 32\)"):
+    expected = r"out of memory: stylizing 64x48 px .* smaller --size \(e\.g\. --size 32\)"
+    with pytest.raises(ConfigError, match=expected) as err:
         stylizer.stylize(CONTENT)
+    assert isinstance(err.value, DeviceMemoryError)  # the type the folder job retries one image at a time
 
 
 def test_other_runtime_errors_are_not_disguised(features, monkeypatch):
