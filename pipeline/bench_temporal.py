@@ -30,6 +30,7 @@ import numpy as np
 
 from pipeline.bench import ROOT, STYLE_CANDIDATES, describe_device, first_existing, save_report
 from pipeline.config import EncodeConfig, EngineConfig, JobConfig, StyleImage, TemporalConfig, VideoConfig
+from pipeline.errors import StylizeError
 from pipeline.events import ItemDone
 from pipeline.images import fit_long_side
 from pipeline.jobs import build_stylizer
@@ -179,7 +180,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    try:
+        return _run(parse_args(argv))
+    except StylizeError as exc:  # a missing clip or style, a bad option: one line, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     specs = args.clip or [s for s in DEFAULT_CLIPS if parse_clip(s)[0].is_file()] or [FALLBACK_CLIP]
     style = args.style or first_existing(STYLE_CANDIDATES)
     job = JobConfig(styles=(StyleImage(style),), engine=EngineConfig(device=args.device))

@@ -111,3 +111,10 @@ def test_temporal_benchmark_runs_every_init_on_a_tiny_clip(features, style_file,
     assert Path(clip_report["plot"]).stat().st_size > 0
     table = capsys.readouterr().out
     assert table.count("| pan.mkv (64x48) |") == 5 and "input video itself" in table
+
+
+def test_temporal_benchmark_reports_a_missing_file_in_one_line(tmp_path, capsys):
+    from pipeline import bench_temporal
+
+    assert bench_temporal.main(["--style", str(tmp_path / "nothere.jpg"), "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'nothere.jpg'}: style image not found"
