@@ -69,7 +69,7 @@ bench: setup
 
 # Steadiness, style and speed of --init frame / previous / warped on real clips (tens of minutes on a CPU).
 bench-temporal: setup
-	$(BIN)/python -m pipeline.bench_temporal --long-term 5
+	$(BIN)/python -m pipeline.bench.temporal --long-term 5
 
 clean:
 	rm -rf $(VENV) out bench-results .pytest_cache .ruff_cache build *.egg-info

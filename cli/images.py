@@ -53,7 +53,7 @@ def stylize_images(
     """Apply the style of a painting to an image (Gatys et al. neural style transfer)."""
     with common.user_errors():
         from pipeline.config import EngineConfig, JobConfig, StyleConfig
-        from pipeline.jobs import stylize_image_file
+        from pipeline.jobs.common import stylize_image_file
 
         job = JobConfig(
             styles=common.style_images(style, add_style, style_blend),
@@ -93,7 +93,7 @@ def _batch_size(value: str) -> int | str:
 def _stylize_folder(input: Path, output: Path, job, folder: FolderConfig, dry_run: bool, report: Path | None,
                     quiet: bool) -> int:
     """The folder branch; returns the exit code (EXIT_PARTIAL when some files failed)."""
-    from pipeline.folder import stylize_folder
+    from pipeline.jobs.folder import stylize_folder
 
     if dry_run:
         summary = stylize_folder(input, output, job, folder, dry_run=True, report=report)

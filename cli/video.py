@@ -73,7 +73,7 @@ def stylize_video(
     """
     with common.user_errors():
         from pipeline.config import EngineConfig, JobConfig, StyleConfig
-        from pipeline.video_job import stylize_video as run_job
+        from pipeline.jobs.video import stylize_video as run_job
 
         job = JobConfig(
             styles=common.style_images(style, add_style, style_blend),

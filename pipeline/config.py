@@ -97,7 +97,7 @@ FLOW_PRESETS = ("ultrafast", "fast", "medium")  # OpenCV DIS presets, fastest fi
 
 @dataclass(frozen=True)
 class TemporalConfig:
-    """How consecutive video frames are tied together (Ruder et al.), see pipeline/temporal.py.
+    """How consecutive video frames are tied together (Ruder et al.), see pipeline/jobs/temporal.py.
 
     ``init``: "warped" starts each frame from the previous stylized frame moved by optical flow
     (plus the temporal loss), "previous" from the previous stylized frame as it is, "frame" from the
@@ -137,7 +137,7 @@ class JobConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
 
 
-VIDEO_INITS = ("warped", "previous", "frame")  # "warped": pipeline/temporal.py, tuned by TemporalConfig
+VIDEO_INITS = ("warped", "previous", "frame")  # "warped": pipeline/jobs/temporal.py, tuned by TemporalConfig
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ class EncodeConfig:
     """How the stylized frames are encoded; the container comes from the output's extension."""
 
     codec: str = "libx264"
-    crf: int | None = None  # None = the codec's entry in pipeline.video.CODEC_DEFAULTS
+    crf: int | None = None  # None = the codec's entry in pipeline.media.video.CODEC_DEFAULTS
     preset: str | None = "medium"  # x264/x265 speed preset; ignored by codecs without presets
     pix_fmt: str | None = None  # None = yuv420p for lossy codecs (plays everywhere), RGB for ffv1
     output_size: int | None = None  # long side of the output video; None = the input's size

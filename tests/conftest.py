@@ -14,7 +14,7 @@ torch.set_num_threads(max(1, torch.get_num_threads()))
 
 @pytest.fixture(scope="session")
 def vgg_weights():
-    from pipeline.weights import load_weights
+    from pipeline.engine.weights import load_weights
 
     return load_weights("original")
 
@@ -22,7 +22,7 @@ def vgg_weights():
 @pytest.fixture(scope="session")
 def features(vgg_weights):
     from pipeline.config import CONTENT_LAYER, STYLE_LAYERS
-    from pipeline.features import VGGFeatures
+    from pipeline.engine.features import VGGFeatures
 
     return VGGFeatures(vgg_weights, (*STYLE_LAYERS, CONTENT_LAYER))
 

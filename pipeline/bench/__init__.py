@@ -1,0 +1,3 @@
+"""Benchmarks (not part of the library's API): speed (`make bench`), quality against pastiche and the
+schedule study (`python -m pipeline.bench --compare-pastiche | --schedule-study`), and temporal
+stability (`make bench-temporal`). Each writes a JSON report to bench-results/."""

@@ -1,0 +1,212 @@
+"""The benchmark's two quality-aware modes (``python -m pipeline.bench.speed --compare-pastiche | --schedule-study``).
+
+Both judge results with one fixed yardstick: the losses of an output image, recomputed in fp32 by
+this project's own code (same network, same Gram style loss, equal layer weights), against the same
+content and style images at the same size. A lower style loss means a stronger style.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from pipeline.bench.common import CONTENT_CANDIDATES, STYLE_CANDIDATES, first_existing
+from pipeline.config import CONTENT_LAYER, STYLE_LAYERS, EngineConfig, StyleConfig
+from pipeline.engine.features import VGGFeatures, build_features
+from pipeline.engine.losses import content_loss, gram, style_loss, tv_loss
+from pipeline.engine.optimize import Stylizer, scale_schedule
+from pipeline.media.images import fit_long_side, load_rgb, resize, resize_long_side
+
+
+class Yardstick:
+    """Content and style losses of any image against fixed content and style images, in fp32."""
+
+    def __init__(self, content: torch.Tensor, style: torch.Tensor, long_side: int,
+                 features: VGGFeatures | None = None, config: StyleConfig = StyleConfig()):
+        self.features = features or build_features((*STYLE_LAYERS, CONTENT_LAYER))
+        self.features = self.features.float().cpu()
+        self.config = config
+        self.size = fit_long_side(*content.shape[-2:], long_side)
+        with torch.no_grad():
+            self.content_target = self.features(resize(content, self.size))[CONTENT_LAYER]
+            style_feats = self.features(resize_long_side(style, long_side))
+            self.style_targets = [gram(style_feats[n]) for n in STYLE_LAYERS]
+
+    @torch.no_grad()
+    def __call__(self, image: torch.Tensor) -> dict[str, float]:
+        image = resize(image.float().cpu(), self.size)
+        feats = self.features(image)
+        terms = {
+            "content": float(content_loss(feats[CONTENT_LAYER], self.content_target).sum()),
+            "style": float(style_loss([gram(feats[n]) for n in STYLE_LAYERS], self.style_targets,
+                                      (1.0,) * len(STYLE_LAYERS)).sum()),
+            "tv": float(tv_loss(image).sum()),
+        }
+        cfg = self.config
+        terms["total"] = cfg.content_weight * terms["content"] + cfg.style_weight * terms["style"] + \
+            cfg.tv_weight * terms["tv"]
+        return terms
+
+
+def _bench_inputs():
+    content, style = first_existing(CONTENT_CANDIDATES), first_existing(STYLE_CANDIDATES)
+    if content is None or style is None:
+        raise SystemExit("the quality modes need samples/tubingen.jpg and samples/starry_night.jpg")
+    return content, style
+
+
+# ----------------------------------------------------------------------------- against pastiche
+
+
+def _run_timed(cmd: list[str], threads: int | None = None) -> tuple[float, float, str]:
+    """Run a command; (wall seconds, CPU seconds of the child, its output)."""
+    # One thread each makes CPU seconds comparable on a busy machine, where idle threads of a
+    # larger pool burn CPU waiting for their turn.
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, proc.stdout + proc.stderr
+
+
+def _pastiche_loop_seconds(output: str, steps: int) -> float | None:
+    """Seconds between pastiche's step-0 and step-N progress lines (its own loop, startup excluded)."""
+    rows = {int(m[1]): float(m[2]) for m in re.finditer(r"^(\d+)\s+([\d.]+)\s+[\d.eE+-]+\s*$", output, re.M)}
+    if 0 in rows and steps in rows:
+        return rows[steps] - rows[0]
+    return None
+
+
+def _ours_seconds_per_iteration(output: str) -> float | None:
+    match = re.search(r"([\d.]+) s/iteration", output)
+    return float(match[1]) if match else None
+
+
+def compare_pastiche(args) -> dict:
+    """Time `stylize-images` and `pastiche` alternately at equal size and iterations; compare style strength."""
+    content, style = _bench_inputs()
+    size = args.size or 256
+    steps = (args.steps or [100])[0]
+    bin_dir = Path(sys.executable).parent
+    runs: dict[str, list[dict]] = {"ours": [], "pastiche": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        outputs = {"ours": Path(tmp) / "ours.png", "pastiche": Path(tmp) / "pastiche.png"}
+        commands = {
+            "ours": [str(bin_dir / "stylize-images"), str(content), str(style), str(outputs["ours"]),
+                     "--size", str(size), "--iterations", str(steps), "--device", "cpu", "--overwrite"],
+            "pastiche": [str(bin_dir / "pastiche"), "--device", "cpu", "--size", str(size), "--num-steps", str(steps),
+                         "--info-step", str(steps), "--content", str(content), "--styles", str(style),
+                         "--output", str(outputs["pastiche"])],
+        }
+        for round_ in range(args.rounds):
+            order = ("ours", "pastiche") if round_ % 2 == 0 else ("pastiche", "ours")
+            for tool in order:
+                wall, cpu, output = _run_timed(commands[tool], args.threads)
+                loop = (_ours_seconds_per_iteration(output) if tool == "ours"
+                        else (_pastiche_loop_seconds(output, steps) or float("nan")) / steps)
+                runs[tool].append({"wall_s": wall, "cpu_s": cpu, "loop_s_per_iteration": loop})
+                print(f"round {round_ + 1} {tool:>8}: {wall:6.1f} s wall, {cpu:6.1f} s CPU, "
+                      f"{loop:.3f} s/iteration in its loop", flush=True)
+        yardstick = Yardstick(load_rgb(content), load_rgb(style), size)
+        quality = {tool: yardstick(load_rgb(path)) for tool, path in outputs.items()}
+
+    def med(tool, key):
+        return statistics.median(r[key] for r in runs[tool])
+
+    summary = {
+        tool: {"median_wall_s": med(tool, "wall_s"), "median_cpu_s": med(tool, "cpu_s"),
+               "median_s_per_iteration_wall": med(tool, "wall_s") / steps,
+               "median_loop_s_per_iteration": med(tool, "loop_s_per_iteration"),
+               "yardstick": quality[tool], "runs": runs[tool], "command": commands[tool]}
+        for tool in runs
+    }
+    ratio_wall = summary["ours"]["median_wall_s"] / summary["pastiche"]["median_wall_s"]
+    ratio_cpu = summary["ours"]["median_cpu_s"] / summary["pastiche"]["median_cpu_s"]
+    style_ratio = quality["ours"]["style"] / quality["pastiche"]["style"]
+    table = "\n".join([
+        f"stylize-images vs pastiche at {size} px, {steps} iterations each, {args.rounds} alternating rounds (CPU)",
+        f"{'tool':>9} {'wall s':>8} {'CPU s':>8} {'s/it (wall/N)':>14} {'s/it (loop)':>12} {'style loss':>11} "
+        f"{'content loss':>13}",
+        *(f"{tool:>9} {s['median_wall_s']:>8.1f} {s['median_cpu_s']:>8.1f} "
+          f"{s['median_s_per_iteration_wall']:>14.3f} {s['median_loop_s_per_iteration']:>12.3f} "
+          f"{s['yardstick']['style']:>11.4f} {s['yardstick']['content']:>13.4f}"
+          for tool, s in summary.items()),
+        f"ours / pastiche: wall {ratio_wall:.2f}x, CPU {ratio_cpu:.2f}x, style loss {style_ratio:.2f}x "
+        f"(below 1 = our style is stronger)",
+    ])
+    return {"mode": "compare-pastiche", "device": "cpu", "threads": args.threads or "default",
+            "size": size, "iterations": steps, "rounds": args.rounds,
+            "tools": summary, "ratio_wall": ratio_wall, "ratio_cpu": ratio_cpu, "ratio_style_loss": style_ratio,
+            "table": table}
+
+
+# ----------------------------------------------------------------------------- schedule study
+
+
+def full_size_cost(height: int, width: int, scales: int, iterations: int) -> float:
+    """Evaluations weighted by their pixel count relative to full size: the schedule's compute cost."""
+    return sum(n * (h * w) / (height * width) for (h, w), n in scale_schedule(height, width, scales, iterations))
+
+
+def schedule_study(args) -> dict:
+    """Which (scales, iterations) reaches the plain long run's losses, and at what cost."""
+    content_path, style_path = _bench_inputs()
+    size = args.size or 128
+    long_run = args.iterations or 300
+    budgets = args.steps or [50, 100, 200, 300]
+    config = StyleConfig(size=size)
+    engine = EngineConfig(device="cpu", precision="fp32")
+    features = build_features((*STYLE_LAYERS, CONTENT_LAYER))
+    content_full, style = load_rgb(content_path), load_rgb(style_path)
+    # A square crop: at 128 px a 4:3 image's coarse level would fall under MIN_COARSE_SIDE.
+    side = min(content_full.shape[-2:])
+    top, left = (content_full.shape[-2] - side) // 2, (content_full.shape[-1] - side) // 2
+    content = resize(content_full[..., top:top + side, left:left + side], (size, size))
+    stylizer = Stylizer([(style, 1.0)], config, engine, features=features)
+    yardstick = Yardstick(content, style, size, features, config)
+    h, w = content.shape[-2:]
+
+    def run(scales: int, iterations: int) -> dict:
+        start = time.perf_counter()
+        image = stylizer.stylize(content, iterations=iterations, scales=scales).image
+        levels = [list(s) for s, _ in scale_schedule(h, w, scales, iterations)]
+        row = {"scales": scales, "levels": levels, "iterations": iterations,
+               "cost_full_size_evals": full_size_cost(h, w, scales, iterations),
+               "seconds": time.perf_counter() - start, **yardstick(image)}
+        print(f"scales {scales} ({len(levels)} levels), {iterations:4d} it: cost {row['cost_full_size_evals']:6.1f}, "
+              f"style {row['style']:.4f}, content {row['content']:.4f}, total {row['total']:.4f}", flush=True)
+        return row
+
+    reference = run(1, long_run)
+    rows, seen = [], set()
+    for scales in (1, 2, 3):
+        for n in budgets:
+            key = (len(scale_schedule(h, w, scales, n)), n)
+            if key in seen or (scales == 1 and n >= long_run):
+                continue
+            seen.add(key)
+            rows.append(run(scales, n))
+    for row in rows:
+        for term in ("style", "content", "total"):
+            row[f"{term}_vs_long"] = row[term] / reference[term]
+    lines = [f"schedule study at {w}x{h}, reference: 1 scale, {long_run} iterations "
+             f"(style {reference['style']:.4f}, content {reference['content']:.4f}, total {reference['total']:.4f})",
+             f"{'levels':>6} {'iters':>6} {'cost':>7} {'style/long':>11} {'content/long':>13} {'total/long':>11}"]
+    lines += [f"{len(r['levels']):>6} {r['iterations']:>6} {r['cost_full_size_evals']:>7.1f} "
+              f"{r['style_vs_long']:>11.3f} {r['content_vs_long']:>13.3f} {r['total_vs_long']:>11.3f}" for r in rows]
+    return {"mode": "schedule-study", "device": "cpu", "size": [w, h], "config": repr(config),
+            "reference": reference, "rows": rows, "table": "\n".join(lines)}

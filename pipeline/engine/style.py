@@ -1,0 +1,70 @@
+"""Style targets: the Gram matrices of the style image(s), computed once per output scale.
+
+Several styles are blended by a weighted average of their Gram matrices (weights normalised to sum
+to 1), so a blend with weights (1, 0) is exactly the first style alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from pipeline.config import STYLE_LAYERS
+from pipeline.engine.features import VGGFeatures
+from pipeline.engine.losses import gram
+from pipeline.media.images import resize_long_side
+
+
+class StyleTarget:
+    """Blended style Gram matrices for ``STYLE_LAYERS``, cached per output long side."""
+
+    def __init__(
+        self,
+        features: VGGFeatures,
+        images: Sequence[torch.Tensor],
+        weights: Sequence[float],
+        style_scale: float = 1.0,
+        autocast_dtype: torch.dtype | None = None,
+    ):
+        if not images:
+            raise ValueError("at least one style image is needed")
+        if len(images) != len(weights):
+            raise ValueError(f"{len(images)} style images but {len(weights)} blend weights")
+        if any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise ValueError("style blend weights must be non-negative and not all zero")
+        total = float(sum(weights))
+        self.features = features
+        self.images = [img.cpu() for img in images]  # full-size originals, resized per scale
+        self.weights = [w / total for w in weights]
+        self.style_scale = style_scale
+        self.autocast_dtype = autocast_dtype
+        self._cache: dict[int, list[torch.Tensor]] = {}
+        self.computations = 0  # how many times Gram matrices were computed (tests check "once")
+
+    @torch.no_grad()
+    def grams(self, output_long_side: int) -> list[torch.Tensor]:
+        """``[1, C, C]`` fp32 Gram matrices, one per style layer, for an output of this long side."""
+        if output_long_side not in self._cache:
+            self._cache[output_long_side] = self._compute(output_long_side)
+        return self._cache[output_long_side]
+
+    def _compute(self, output_long_side: int) -> list[torch.Tensor]:
+        self.computations += 1
+        device = next(self.features.parameters()).device
+        long_side = round(output_long_side * self.style_scale)
+        blended = None
+        for image, weight in zip(self.images, self.weights):
+            if weight == 0:
+                continue
+            h, w = image.shape[-2:]
+            # A long, thin painting must still fit the pooling stack on its short side.
+            side = max(long_side, math.ceil(self.features.min_size * max(h, w) / min(h, w)))
+            x = resize_long_side(image, side).to(device)
+            with torch.autocast(device.type, dtype=self.autocast_dtype or torch.float32,
+                                enabled=self.autocast_dtype is not None):
+                feats = self.features(x)
+            grams = [weight * gram(feats[name]) for name in STYLE_LAYERS]
+            blended = grams if blended is None else [a + b for a, b in zip(blended, grams)]
+        return blended

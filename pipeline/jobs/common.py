@@ -1,0 +1,99 @@
+"""Jobs: sources -> stylizer -> sinks, reporting through events.
+
+This module holds what every job shares (building the stylizer from a plain config, the options
+fingerprint that guards resumed work) and the single-image job. The folder and video jobs live in
+``folder.py`` and ``video.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+
+from pipeline.config import JobConfig
+from pipeline.errors import InputError, OutputExistsError
+from pipeline.events import EventCallback, ItemDone, ItemStarted, Iteration, JobFinished, JobStarted, ignore
+
+
+def build_stylizer(job: JobConfig):
+    """A ready Stylizer (network on its device, style Gram matrices loaded) for this job."""
+    from pipeline.engine.optimize import Stylizer
+
+    for style in job.styles:
+        if not Path(style.path).is_file():
+            raise InputError(f"{style.path}: style image not found")
+    return Stylizer(job.styles, job.style, job.engine)
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes: identifies a style image by content, not by name."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def job_fingerprint(job: JobConfig, **extra) -> dict:
+    """Everything that decides the result, as plain JSON: resumed work must match it exactly."""
+    fingerprint = {
+        "styles": [{"sha256": file_digest(Path(s.path)), "weight": s.weight} for s in job.styles],
+        "style": dataclasses.asdict(job.style),
+        # The device and precision change results only within float noise; the weights do not.
+        "weights": job.engine.weights,
+    }
+    fingerprint.update(extra)
+    return json.loads(json.dumps(fingerprint, default=str))
+
+
+def check_output(path: Path, overwrite: bool) -> None:
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: already exists (use --overwrite to replace it)")
+
+
+def stylize_image_file(
+    input_path: Path,
+    output_path: Path,
+    job: JobConfig,
+    *,
+    overwrite: bool = False,
+    quality: int = 95,
+    on_event: EventCallback = ignore,
+    stylizer=None,
+) -> dict:
+    """Stylize one image file into ``output_path`` (atomically). Returns the job summary."""
+    from pipeline.media.images import fit_long_side, load_image, resize, save_format_for, save_image
+
+    input_path, output_path = Path(input_path), Path(output_path)
+    check_output(output_path, overwrite)
+    if output_path.resolve() == input_path.resolve():
+        raise OutputExistsError(f"{output_path}: output would replace the input")
+    fmt = save_format_for(output_path)
+    image = load_image(input_path)
+    stylizer = stylizer or build_stylizer(job)
+    size = fit_long_side(image.rgb.shape[-2], image.rgb.shape[-1], job.style.size)
+    content = resize(image.rgb, size)
+
+    start = time.perf_counter()
+    on_event(JobStarted("image", job.style.iterations, "it", input_path.name))
+    on_event(ItemStarted(input_path.name, job.style.iterations))
+    result = stylizer.stylize(content, on_progress=lambda d, t, loss: on_event(Iteration(d, t, loss)))
+    alpha = image.alpha
+    save_image(result.image.cpu(), output_path, alpha=alpha, info=image.info, quality=quality, fmt=fmt)
+    seconds = time.perf_counter() - start
+    on_event(ItemDone(input_path.name, output_path, seconds, result.losses))
+    summary = {
+        "output": str(output_path),
+        "width": size[1],
+        "height": size[0],
+        "iterations": result.evaluations,
+        "seconds": seconds,
+        "seconds_per_iteration": seconds / max(1, result.evaluations),
+        "device": str(stylizer.device),
+        "losses": result.losses,
+    }
+    on_event(JobFinished(summary))
+    return summary

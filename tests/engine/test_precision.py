@@ -1,0 +1,61 @@
+"""Quality guard for the fast paths (bf16 autocast) and the out-of-memory message of the stylizer."""
+
+import pytest
+import torch
+
+from pipeline.bench.quality import Yardstick
+from pipeline.config import EngineConfig, StyleConfig
+from pipeline.engine.optimize import Stylizer
+from pipeline.errors import ConfigError, DeviceMemoryError
+from pipeline.media.images import from_uint8
+from tests.conftest import pattern, stripes
+
+CONTENT = from_uint8(pattern(64, 48))
+STYLE = from_uint8(stripes(64, 64))
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_bf16_reaches_the_fp32_loss(features, device):
+    """Same inputs, same budget: the bf16 run's result, judged in fp32, is as good as the fp32 run's."""
+    results = {}
+    for precision in ("fp32", "bf16"):
+        stylizer = Stylizer([(STYLE, 1.0)], StyleConfig(size=64, iterations=20, scales=1),
+                            EngineConfig(device=device, precision=precision), features=features)
+        assert stylizer.dtype == (torch.bfloat16 if precision == "bf16" else None)
+        results[precision] = stylizer.stylize(CONTENT).image.cpu()
+    yardstick = Yardstick(CONTENT, STYLE, 64, features.cpu(), StyleConfig())
+    fp32, bf16 = yardstick(results["fp32"]), yardstick(results["bf16"])
+    start = yardstick(CONTENT)["total"]
+    assert fp32["total"] < 0.5 * start  # the budget is enough to make real progress
+    assert abs(bf16["total"] - fp32["total"]) <= 0.05 * fp32["total"]
+    assert not torch.equal(results["fp32"], results["bf16"])  # the bf16 path really ran
+
+
+def _stylizer_that_fails(features, monkeypatch, exc):
+    stylizer = Stylizer([(STYLE, 1.0)], StyleConfig(size=64, iterations=2, scales=1),
+                        EngineConfig(device="cpu"), features=features)
+
+    def boom(_image):
+        raise exc
+
+    monkeypatch.setattr(stylizer, "_features", boom)
+    return stylizer
+
+
+@pytest.mark.parametrize("exc", [
+    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory"),
+])
+def test_out_of_memory_becomes_one_clear_error(features, monkeypatch, exc):
+    stylizer = _stylizer_that_fails(features, monkeypatch, exc)
+    expected = r"out of memory: stylizing 64x48 px .* smaller --size \(e\.g\. --size 32\)"
+    with pytest.raises(ConfigError, match=expected) as err:
+        stylizer.stylize(CONTENT)
+    assert isinstance(err.value, DeviceMemoryError)  # the type the folder job retries one image at a time
+
+
+def test_other_runtime_errors_are_not_disguised(features, monkeypatch):
+    stylizer = _stylizer_that_fails(features, monkeypatch, RuntimeError("shape mismatch"))
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        stylizer.stylize(CONTENT)
