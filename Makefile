@@ -11,7 +11,7 @@ DEMO_OUT := out/demo.styled.mp4
 # Small working size and few iterations: the demo has to finish on a laptop CPU in minutes.
 DEMO_ARGS := --size 160 --first-iterations 80 --iterations 10 --overwrite
 
-# Media workflows (see docs/readme-video.md): `make stylize IN=clip.mp4 STYLE=painting.jpg OUT=out.mp4`,
+# Media workflows (see docs/video.md): `make stylize IN=clip.mp4 STYLE=painting.jpg OUT=out.mp4`,
 # or `make out/clip.styled.mp4` for clip.mp4 in SRC_DIR. ARGS passes more options to stylize-video.
 ROOT := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 STYLIZE_VIDEO := $(ROOT)/$(BIN)/stylize-video
@@ -21,7 +21,7 @@ ARGS ?=
 # Install first when run in the project itself; from a media folder (-f) the install must exist.
 HERE_SETUP := $(if $(filter $(ROOT),$(CURDIR)),setup)
 
-.PHONY: setup test demo lint bench bench-temporal clean stylize
+.PHONY: setup test demo lint docs bench bench-temporal clean stylize
 
 setup: $(STAMP)
 
@@ -36,6 +36,10 @@ test: setup
 
 lint: setup
 	$(BIN)/ruff check pipeline cli tests
+
+# docs/options.md is generated from the commands (a test fails when it is stale).
+docs: setup
+	$(BIN)/python -m cli.options_doc > docs/options.md.part && mv docs/options.md.part docs/options.md
 
 demo: setup
 	@mkdir -p $(dir $(DEMO_OUT))

@@ -39,7 +39,7 @@ from pipeline.jobs.folder_plan import (  # noqa: F401  (re-exported: the folder 
     write_manifest,
 )
 
-# --batch-size auto. CPU: 1, measured (docs/readme-folders.md): batching gave no clear gain there.
+# --batch-size auto. CPU: 1, measured (docs/performance.md, Photo folders): batching gave no clear gain there.
 # CUDA: batches fill the GPU better at small sizes (not yet measured on our GPUs); the batch shrinks
 # as images grow so that a night's job does not run out of GPU memory at --size 2048.
 CUDA_AUTO_BATCH = ((512, 4), (1024, 2))  # (largest long side, batch size)
