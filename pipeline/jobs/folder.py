@@ -83,14 +83,7 @@ def _prepare(item: WorkItem, long_side: int, min_side: int) -> _Loaded | _Failed
     from pipeline.media.images import fit_long_side, load_image, resize, save_format_for
 
     try:
-        try:
-            image = load_image(item.source, draft_long_side=long_side)
-        except (StylizeError, OSError):
-            raise
-        except Exception as exc:
-            # Decoders meet every kind of damaged file and some answer with IndexError, struct.error
-            # and the like: that is still one bad photo, not a reason to stop the night's job.
-            raise InputError(f"{item.source}: unreadable image ({type(exc).__name__}: {exc})") from exc
+        image = load_image(item.source, draft_long_side=long_side)  # any decoder failure is an InputError
         height, width = image.rgb.shape[-2:]
         size = fit_long_side(height, width, long_side)
         if min(size) < min_side:
