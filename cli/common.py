@@ -84,7 +84,10 @@ def stop_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {signum: signal.signal(signum, _raise_stopped) for signum in STOP_SIGNALS}
+    # A signal the caller chose to ignore stays ignored: `nohup` (SIGHUP) must keep a job running
+    # after its SSH session closes.
+    previous = {signum: signal.signal(signum, _raise_stopped) for signum in STOP_SIGNALS
+                if signal.getsignal(signum) is not signal.SIG_IGN}
     try:
         yield
     finally:

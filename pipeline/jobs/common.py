@@ -16,6 +16,7 @@ from pathlib import Path
 from pipeline.config import JobConfig
 from pipeline.errors import InputError, OutputExistsError
 from pipeline.events import EventCallback, ItemDone, ItemStarted, Iteration, JobFinished, JobStarted, ignore
+from pipeline.jobs.write_errors import output_write_error, refused_write
 
 # A style image smaller than this on its short side holds too little texture to take a style from
 # (it would be blown up many times over to the working size); such a file is almost always a
@@ -109,7 +110,12 @@ def stylize_image_file(
     on_event(ItemStarted(input_path.name, job.style.iterations))
     result = stylizer.stylize(content, on_progress=lambda d, t, loss: on_event(Iteration(d, t, loss)))
     alpha = image.alpha
-    save_image(result.image.cpu(), output_path, alpha=alpha, info=image.info, quality=quality, fmt=fmt)
+    try:
+        save_image(result.image.cpu(), output_path, alpha=alpha, info=image.info, quality=quality, fmt=fmt)
+    except OSError as exc:
+        if (code := refused_write(exc)) is None:
+            raise
+        raise output_write_error(code, output_path.parent, f"{output_path.name} was not written") from exc
     seconds = time.perf_counter() - start
     on_event(ItemDone(input_path.name, output_path, seconds, result.losses))
     summary = {

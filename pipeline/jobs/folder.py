@@ -365,11 +365,15 @@ def _write_report_if_possible(report: Path, summary: dict) -> None:
     the error that says why the job stopped must not be replaced by this one."""
     import sys
 
+    stopping = sys.exc_info()[1] is not None  # set here, in the job's `finally`, when it is raising
     try:
         write_report(report, summary)
     except OSError as exc:
-        if sys.exc_info()[1] is None or refused_write(exc) is None:
+        if (code := refused_write(exc)) is None:
             raise
+        if not stopping:
+            raise output_write_error(code, Path(report).parent, f"the job ran to its end but the report {report} "
+                                     "was not written") from exc
 
 
 def _counts(plan: FolderPlan, records: dict[str, dict], seconds: float) -> dict:

@@ -174,3 +174,22 @@ def test_a_blend_that_does_not_match_the_styles_is_one_line(tmp_path, style_file
         assert proc.returncode == 2
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.mp4").exists()
     assert os.listdir(src) == ["p0.png"]
+
+
+def test_stop_signals_raise_in_the_main_thread_but_an_ignored_sighup_stays_ignored():
+    from cli.common import Stopped, stop_signals
+
+    with pytest.raises(Stopped) as caught, stop_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler interrupts this at once
+    assert caught.value.signum == signal.SIGTERM and isinstance(caught.value, KeyboardInterrupt)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the process's own handler is back
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what `nohup` does
+    try:
+        with stop_signals():
+            os.kill(os.getpid(), signal.SIGHUP)  # an SSH session closing under a nohup'ed job
+            time.sleep(0.1)
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)

@@ -137,3 +137,16 @@ def test_every_refusing_errno_gets_its_own_advice(tmp_path, code, start):
     message = str(output_write_error(code, tmp_path, "3 of 9 images done"))
     assert message.startswith(start.format(out=tmp_path) + ": 3 of 9 images done; ")
     assert message.endswith("and run the same command again")
+
+
+def test_a_single_image_on_a_full_disk_is_one_error_and_no_file(tmp_path, small_disk, folder_job):  # noqa: F811
+    from pipeline.jobs.common import stylize_image_file
+
+    source = tmp_path / "photo.png"
+    Image.fromarray(pattern(64, 48)).save(source)
+    small_disk.leave(0)
+    out = small_disk.path / "photo.png"
+    with pytest.raises(OutputWriteError, match=f"no space left on the device holding {small_disk.path}: "
+                                               "photo.png was not written; free space"):
+        stylize_image_file(source, out, folder_job, stylizer=FakeStylizer())
+    assert not out.exists() and leftovers(small_disk.path) == []
