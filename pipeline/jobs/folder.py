@@ -302,7 +302,7 @@ def stylize_folder(
     that contradict earlier outputs, or unusable folders, raise before any work. On an interrupt, the
     outputs finished so far stay, the report (if asked for) is still written, and the exception goes on.
     """
-    from pipeline.jobs.common import build_stylizer, check_styles, job_fingerprint
+    from pipeline.jobs.common import check_styles, job_fingerprint
 
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     check_styles(job)  # a bad style image is one line now, not after the network has loaded
@@ -312,11 +312,14 @@ def stylize_folder(
     fingerprint = job_fingerprint(job, output={"format": config.format, "quality": config.quality})
     # One job per output folder, held from before it decides what is done until the report is out.
     with nullcontext() if dry_run else job_lock(output_dir, on_event=on_event):
-        return _locked_run(plan, job, config, fingerprint, dry_run, report, on_event, stylizer, build_stylizer)
+        return _locked_run(plan, job, config, fingerprint, dry_run, report, on_event, stylizer)
 
 
 def _locked_run(plan: FolderPlan, job: JobConfig, config: FolderConfig, fingerprint: dict, dry_run: bool,
-                report: Path | None, on_event: EventCallback, stylizer, build_stylizer) -> dict:
+                report: Path | None, on_event: EventCallback, stylizer) -> dict:
+    """The folder job once its output is locked: what is done, the stylizing, the summary and report."""
+    from pipeline.jobs.common import build_stylizer
+
     input_dir, output_dir = plan.input_dir, plan.output_dir
     finished = finished_outputs(plan, fingerprint, config.overwrite, dry_run=dry_run, on_event=on_event)
     records = {item.rel: _record(item, "skipped" if item.rel in finished else "pending") for item in plan.items}
