@@ -5,7 +5,9 @@ Defaults come from the library's config dataclasses; nothing here decides how st
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,20 +50,65 @@ console = Console(stderr=True, highlight=False)
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
+# SIGTERM (kill, systemd, Slurm / Kubernetes preemption) and SIGHUP (a closed SSH session) stop a job
+# like Ctrl-C does; the shell's convention for "ended by signal N" is exit code 128 + N.
+STOP_SIGNALS = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
+
+
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    try:
+        console.print(f"[bold red]error:[/] {message}", markup=True, highlight=False, soft_wrap=True)
+    except OSError:
+        pass  # the terminal is gone (SIGHUP after an SSH session closed): the exit code still says it
     return typer.Exit(code)
+
+
+class Stopped(KeyboardInterrupt):
+    """A stop signal, raised in the main thread. A KeyboardInterrupt on purpose: the library already
+    shuts its threads down, keeps finished outputs and writes its report for exactly that."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum, _frame) -> None:
+    for other in STOP_SIGNALS:  # a second signal must not cut the clean-up short
+        signal.signal(other, signal.SIG_IGN)
+    raise Stopped(signum)
+
+
+@contextmanager
+def stop_signals() -> Iterator[None]:
+    """Turn SIGTERM and SIGHUP into ``Stopped`` for the block (the process's handlers; the CLI's job)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    # A signal the caller chose to ignore stays ignored: `nohup` (SIGHUP) must keep a job running
+    # after its SSH session closes.
+    previous = {signum: signal.signal(signum, _raise_stopped) for signum in STOP_SIGNALS
+                if signal.getsignal(signum) is not signal.SIG_IGN}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn the library's user-facing errors into one line and a non-zero exit, no traceback."""
+    """Turn the library's user-facing errors into one line and a non-zero exit, no traceback; a stop
+    signal or Ctrl-C into one line and 128 + the signal's number."""
     from pipeline.errors import StylizeError
 
     try:
-        yield
+        with stop_signals():
+            yield
     except StylizeError as exc:
         raise fail(str(exc)) from None
+    except Stopped as exc:
+        raise fail(f"stopped by {STOP_SIGNALS[exc.signum]}; finished outputs are kept, run the same command again "
+                   "to resume", 128 + exc.signum) from None
     except KeyboardInterrupt:
         raise fail("interrupted; run the same command again to resume", EXIT_INTERRUPTED) from None
 
@@ -83,10 +130,7 @@ def parse_blend(value: str | None, n_styles: int) -> list[float]:
 def style_images(style: Path, extra: list[Path] | None, blend: str | None):
     from pipeline.config import StyleImage
 
-    paths = [style, *(extra or [])]
-    for path in paths:
-        if not path.is_file():
-            raise fail(f"{path}: style image not found")
+    paths = [style, *(extra or [])]  # the files themselves are checked by the job, before any work
     return tuple(StyleImage(p, w) for p, w in zip(paths, parse_blend(blend, len(paths))))
 
 

@@ -27,3 +27,23 @@ class ConfigError(StylizeError):
 
 class DeviceMemoryError(ConfigError):
     """The work does not fit in the device's memory; a smaller --size (or batch) would."""
+
+
+class JobLockedError(StylizeError):
+    """Another run holds the output (folder job) or job folder (video job): one job per output."""
+
+    def __init__(self, message: str, holder: dict | None = None):
+        super().__init__(message)
+        self.holder = holder or {}  # what the lock file says: pid, host, started
+
+
+class OutputWriteError(StylizeError):
+    """The output's device is full or not writable: every later write would fail too, so the job stops.
+
+    ``errno`` is the failed write's (ENOSPC, EDQUOT, EROFS, EACCES); finished outputs are kept and
+    the same command resumes once space is freed.
+    """
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(message)
+        self.errno = errno

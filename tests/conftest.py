@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +69,128 @@ def style_file2(tmp_path: Path) -> Path:
     path = tmp_path / "style2.png"
     Image.fromarray(pattern(64, 64, seed=7)).save(path)
     return path
+
+
+# ------------------------------------------------------------------------------------ a small disk
+
+PAGE = 4096  # tmpfs hands out space in pages
+
+
+def used_bytes(root: Path) -> int:
+    """Space the files under root take, counted like tmpfs does: whole pages per file."""
+    return sum(-(-p.stat().st_size // PAGE) * PAGE for p in root.rglob("*") if p.is_file())
+
+
+class SmallDisk:
+    """A folder on a file system that really fills up: a 400 KiB tmpfs mounted for the test where the
+    machine allows it (root), else a quota enforced on every file write under the folder (the
+    "injected" kind: Python-level writes really fail part-way with ENOSPC; the video encoder, which
+    writes from C, is checked when it closes its file)."""
+
+    SIZE = 400 * 1024
+
+    def __init__(self, path: Path, kind: str):
+        self.path, self.kind = path, kind
+        self.quota: int | None = None  # injected kind: bytes allowed in total under path
+
+    def free(self) -> int:
+        if self.kind == "tmpfs":
+            st = os.statvfs(self.path)
+            return st.f_bavail * st.f_frsize
+        return (self.quota if self.quota is not None else self.SIZE) - used_bytes(self.path)
+
+    def leave(self, free_bytes: int) -> None:
+        """Fill the disk so that about ``free_bytes`` stay free."""
+        if self.kind == "tmpfs":
+            filler = self.path / "filler"
+            filler.write_bytes(b"\0" * max(0, self.free() - free_bytes))
+        else:
+            self.quota = used_bytes(self.path) + free_bytes
+
+    def free_up(self) -> None:
+        if self.kind == "tmpfs":
+            (self.path / "filler").unlink(missing_ok=True)
+        self.quota = None
+
+    def check(self, extra: int = 0) -> None:
+        if self.quota is not None and used_bytes(self.path) + extra > self.quota:
+            raise OSError(errno.ENOSPC, "No space left on device (injected)")
+
+
+def _limited_open(disk: SmallDisk, real_open):
+    """``open`` whose files under the disk's folder fail with ENOSPC once the quota is used up."""
+
+    def limited(file, mode="r", *args, **kwargs):
+        fh = real_open(file, mode, *args, **kwargs)
+        inside = isinstance(file, (str, os.PathLike)) and Path(os.fspath(file)).resolve().is_relative_to(disk.path)
+        if not inside or not any(c in mode for c in "wax+"):
+            return fh
+        real_write = fh.write
+
+        def write(data):
+            disk.check(len(data))
+            return real_write(data)
+
+        try:
+            fh.write = write
+        except AttributeError:  # C file objects do not take new attributes: wrap instead
+            return _QuotaFile(fh, disk)
+        return fh
+
+    return limited
+
+
+class _QuotaFile:
+    def __init__(self, fh, disk):
+        self._fh, self._disk = fh, disk
+
+    def write(self, data):
+        self._disk.check(len(data))
+        return self._fh.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._fh, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._fh.close()
+
+    def __iter__(self):
+        return iter(self._fh)
+
+
+@pytest.fixture(params=["tmpfs", "injected"])
+def small_disk(request, tmp_path, monkeypatch):
+    import builtins
+    import io
+    import subprocess
+
+    path = tmp_path / "disk"
+    path.mkdir()
+    if request.param == "tmpfs":
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={SmallDisk.SIZE}", "tmpfs", str(path)],
+                                 capture_output=True)
+        if mounted.returncode != 0:
+            # Not root (or no mount in this container): the "injected" variant of the test still runs.
+            pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+        try:
+            yield SmallDisk(path.resolve(), "tmpfs")
+        finally:
+            subprocess.run(["umount", str(path)], check=True)
+        return
+    disk = SmallDisk(path.resolve(), "injected")
+    limited = _limited_open(disk, builtins.open)
+    monkeypatch.setattr(builtins, "open", limited)
+    monkeypatch.setattr(io, "open", limited)
+    from pipeline.media.video import VideoWriter
+
+    real_finish = VideoWriter.finish
+
+    def finish(self, end_seconds):
+        real_finish(self, end_seconds)
+        disk.check()  # the encoder writes from C: its file is counted once it is complete
+
+    monkeypatch.setattr(VideoWriter, "finish", finish)
+    yield disk

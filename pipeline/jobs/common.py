@@ -16,6 +16,33 @@ from pathlib import Path
 from pipeline.config import JobConfig
 from pipeline.errors import InputError, OutputExistsError
 from pipeline.events import EventCallback, ItemDone, ItemStarted, Iteration, JobFinished, JobStarted, ignore
+from pipeline.jobs.write_errors import output_write_error, refused_write
+
+# A style image smaller than this on its short side holds too little texture to take a style from
+# (it would be blown up many times over to the working size); such a file is almost always a
+# thumbnail or an icon picked by mistake.
+MIN_STYLE_SIDE = 32
+
+
+def check_styles(job: JobConfig) -> None:
+    """Read every style image once before any work: a missing, unreadable, truncated or tiny style
+    (or a folder given as one) is one InputError naming the file, before a photo or frame is read."""
+    from pipeline.media.images import load_image
+
+    for style in job.styles:
+        path = Path(style.path)
+        if path.is_dir():
+            raise InputError(f"{path}: the style is a folder; give one image file (more with --add-style)")
+        if not path.exists():
+            raise InputError(f"{path}: style image not found")
+        try:
+            image = load_image(path)
+        except InputError as exc:
+            raise InputError(f"style image {exc}") from None
+        height, width = image.rgb.shape[-2:]
+        if min(height, width) < MIN_STYLE_SIDE:
+            raise InputError(f"style image {path}: too small ({width}x{height} px); a style needs at least "
+                             f"{MIN_STYLE_SIDE} px on each side, a few hundred show its brush strokes")
 
 
 def build_stylizer(job: JobConfig):
@@ -72,6 +99,7 @@ def stylize_image_file(
     if output_path.resolve() == input_path.resolve():
         raise OutputExistsError(f"{output_path}: output would replace the input")
     fmt = save_format_for(output_path)
+    check_styles(job)
     image = load_image(input_path)
     stylizer = stylizer or build_stylizer(job)
     size = fit_long_side(image.rgb.shape[-2], image.rgb.shape[-1], job.style.size)
@@ -82,7 +110,12 @@ def stylize_image_file(
     on_event(ItemStarted(input_path.name, job.style.iterations))
     result = stylizer.stylize(content, on_progress=lambda d, t, loss: on_event(Iteration(d, t, loss)))
     alpha = image.alpha
-    save_image(result.image.cpu(), output_path, alpha=alpha, info=image.info, quality=quality, fmt=fmt)
+    try:
+        save_image(result.image.cpu(), output_path, alpha=alpha, info=image.info, quality=quality, fmt=fmt)
+    except OSError as exc:
+        if (code := refused_write(exc)) is None:
+            raise
+        raise output_write_error(code, output_path.parent, f"{output_path.name} was not written") from exc
     seconds = time.perf_counter() - start
     on_event(ItemDone(input_path.name, output_path, seconds, result.losses))
     summary = {

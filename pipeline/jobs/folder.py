@@ -12,11 +12,12 @@ import json
 import queue
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.config import FolderConfig, JobConfig
-from pipeline.errors import ConfigError, DeviceMemoryError, InputError, StylizeError
+from pipeline.errors import ConfigError, DeviceMemoryError, InputError, OutputWriteError, StylizeError
 from pipeline.events import (
     EventCallback,
     ItemDone,
@@ -38,6 +39,8 @@ from pipeline.jobs.folder_plan import (  # noqa: F401  (re-exported: the folder 
     remove_stale_parts,
     write_manifest,
 )
+from pipeline.jobs.lock import job_lock
+from pipeline.jobs.write_errors import output_write_error, refused_write
 
 # --batch-size auto. CPU: 1, measured (docs/performance.md, Photo folders): batching gave no clear gain there.
 # CUDA: batches fill the GPU better at small sizes (not yet measured on our GPUs); the batch shrinks
@@ -80,14 +83,7 @@ def _prepare(item: WorkItem, long_side: int, min_side: int) -> _Loaded | _Failed
     from pipeline.media.images import fit_long_side, load_image, resize, save_format_for
 
     try:
-        try:
-            image = load_image(item.source, draft_long_side=long_side)
-        except (StylizeError, OSError):
-            raise
-        except Exception as exc:
-            # Decoders meet every kind of damaged file and some answer with IndexError, struct.error
-            # and the like: that is still one bad photo, not a reason to stop the night's job.
-            raise InputError(f"{item.source}: unreadable image ({type(exc).__name__}: {exc})") from exc
+        image = load_image(item.source, draft_long_side=long_side)  # any decoder failure is an InputError
         height, width = image.rgb.shape[-2:]
         size = fit_long_side(height, width, long_side)
         if min(size) < min_side:
@@ -177,7 +173,11 @@ def _write(run: _Run, job: _Loaded, image, seconds: float) -> None:
     start = time.perf_counter()
     try:
         save_image(image, job.item.output, alpha=job.alpha, info=job.info, quality=run.config.quality, fmt=job.fmt)
-    except (StylizeError, OSError, ValueError) as exc:  # disk full, permissions, PIL refusing the data
+    except (StylizeError, OSError, ValueError) as exc:  # PIL refusing the data, a name too long, ...
+        if (code := refused_write(exc)) is not None:
+            # The device is full or read-only: every later write would fail too, so the job stops here
+            # (the writer's error ends the run; atomic_write has already removed the temporary file).
+            raise _write_refused(code, run) from exc
         run.finish(job.item, "failed", error=f"{job.item.output}: cannot write ({exc})")
         return
     if job.alpha is not None and job.fmt not in FORMATS_WITH_ALPHA:
@@ -302,13 +302,25 @@ def stylize_folder(
     that contradict earlier outputs, or unusable folders, raise before any work. On an interrupt, the
     outputs finished so far stay, the report (if asked for) is still written, and the exception goes on.
     """
-    from pipeline.jobs.common import build_stylizer, job_fingerprint
+    from pipeline.jobs.common import check_styles, job_fingerprint
 
     input_dir, output_dir = Path(input_dir), Path(output_dir)
+    check_styles(job)  # a bad style image is one line now, not after the network has loaded
     plan = plan_folder(input_dir, output_dir, config)
     if report is not None and Path(report).resolve().is_relative_to(input_dir.resolve()):
         raise ConfigError(f"{report}: the report must not be written inside the input folder {input_dir}")
     fingerprint = job_fingerprint(job, output={"format": config.format, "quality": config.quality})
+    # One job per output folder, held from before it decides what is done until the report is out.
+    with nullcontext() if dry_run else job_lock(output_dir, on_event=on_event):
+        return _locked_run(plan, job, config, fingerprint, dry_run, report, on_event, stylizer)
+
+
+def _locked_run(plan: FolderPlan, job: JobConfig, config: FolderConfig, fingerprint: dict, dry_run: bool,
+                report: Path | None, on_event: EventCallback, stylizer) -> dict:
+    """The folder job once its output is locked: what is done, the stylizing, the summary and report."""
+    from pipeline.jobs.common import build_stylizer
+
+    input_dir, output_dir = plan.input_dir, plan.output_dir
     finished = finished_outputs(plan, fingerprint, config.overwrite, dry_run=dry_run, on_event=on_event)
     records = {item.rel: _record(item, "skipped" if item.rel in finished else "pending") for item in plan.items}
     todo = [item for item in plan.items if item.rel not in finished]
@@ -332,13 +344,39 @@ def stylize_folder(
             run.emit(JobStarted("folder", len(plan.items), "image", output_dir.name or str(output_dir),
                                 done=len(finished)))
             _run_items(run, stylizer, todo, summary["batch_size"])
+    except OSError as exc:  # the manifest could not be written: the device is full or read-only
+        if (code := refused_write(exc)) is None:
+            raise
+        raise _write_refused(code, run) from exc
     finally:
         summary.update(_counts(plan, records, time.perf_counter() - start))
         if report is not None:
-            write_report(report, summary)
+            _write_report_if_possible(report, summary)
     if not dry_run:
         run.emit(JobFinished({k: v for k, v in summary.items() if k != "files"}))
     return summary
+
+
+def _write_refused(code: int, run: _Run) -> OutputWriteError:
+    done = sum(record["status"] in ("done", "skipped") for record in run.records.values())
+    return output_write_error(code, run.plan.output_dir, f"{done} of {len(run.records)} images done, "
+                              "the rest not written")
+
+
+def _write_report_if_possible(report: Path, summary: dict) -> None:
+    """The report, unless its own device refuses it while the job is already stopping for that reason:
+    the error that says why the job stopped must not be replaced by this one."""
+    import sys
+
+    stopping = sys.exc_info()[1] is not None  # set here, in the job's `finally`, when it is raising
+    try:
+        write_report(report, summary)
+    except OSError as exc:
+        if (code := refused_write(exc)) is None:
+            raise
+        if not stopping:
+            raise output_write_error(code, Path(report).parent, f"the job ran to its end but the report {report} "
+                                     "was not written") from exc
 
 
 def _counts(plan: FolderPlan, records: dict[str, dict], seconds: float) -> dict:

@@ -106,6 +106,29 @@ def _resolve_collisions(items: list[WorkItem], output_dir: Path) -> list[WorkIte
             item = items[i]
             if item.source.suffix != item.output.suffix:
                 result[i] = WorkItem(item.rel, item.source, output_dir / (item.rel + item.output.suffix))
+    return _number_case_twins(result)
+
+
+def _number_case_twins(items: list[WorkItem]) -> list[WorkItem]:
+    """Outputs still equal but for case (IMG_1.JPG and IMG_1.jpg side by side, both keeping their
+    suffix): on a case-insensitive drive one would overwrite the other, and a re-run would take it
+    for the other's finished result. The first in walk order keeps its name, the others get " (2)",
+    " (3)", ... before the suffix, skipping names another output already has."""
+    taken = {str(item.output).lower() for item in items}
+    seen: set[str] = set()
+    result = []
+    for item in items:
+        key = str(item.output).lower()
+        if key in seen:
+            n, output = 2, item.output
+            while str(output).lower() in taken:
+                output = item.output.with_name(f"{item.output.stem} ({n}){item.output.suffix}")
+                n += 1
+            taken.add(str(output).lower())
+            item = WorkItem(item.rel, item.source, output)
+            key = str(output).lower()
+        seen.add(key)
+        result.append(item)
     return result
 
 

@@ -14,7 +14,6 @@ appended to) and renamed into place only when complete.
 from __future__ import annotations
 
 import dataclasses
-import os
 import queue
 import threading
 import time
@@ -28,8 +27,10 @@ import numpy as np
 from pipeline.config import EncodeConfig, JobConfig, TemporalConfig, VideoConfig
 from pipeline.errors import ConfigError, InputError, OutputExistsError
 from pipeline.events import EventCallback, ItemDone, ItemStarted, Iteration, JobFinished, JobStarted, Notice, ignore
-from pipeline.jobs.common import build_stylizer, check_output, job_fingerprint
-from pipeline.jobs.video_resume import JobFolder, input_identity
+from pipeline.jobs.common import build_stylizer, check_output, check_styles, job_fingerprint
+from pipeline.jobs.lock import job_lock
+from pipeline.jobs.video_resume import JobFolder, input_identity, output_bytes, publish
+from pipeline.jobs.write_errors import output_write_error, refused_write
 from pipeline.media.image_sequence import FrameFolderWriter
 from pipeline.media.images import fit_long_side, from_uint8, to_uint8
 from pipeline.media.video import FrameWindow, VideoInfo, VideoWriter, decode_frames, probe
@@ -156,6 +157,7 @@ def stylize_video(
     if output_path.exists() and input_path.exists() and output_path.resolve() == input_path.resolve():
         raise OutputExistsError(f"{output_path}: output would replace the input")
     check_output(output_path, overwrite)
+    check_styles(job)  # before the first frame is read
     guide = None
     if video.init == "warped" and frame_init is None:
         from pipeline.jobs.temporal import TemporalGuide
@@ -179,56 +181,65 @@ def stylize_video(
     job = dataclasses.replace(job, style=style)
 
     folder = JobFolder(output_path)
-    if guide is not None:  # --long-term reads earlier results back from the job folder
-        guide.styled_frame = lambda index: folder.load(index, (*work_size, 3))
-    fingerprint = job_fingerprint(job, video=_resume_relevant(video), work_size=list(work_size),
-                                  input=input_identity(input_path), **(resume_key or {}))
-    done = min(folder.open(fingerprint, overwrite), info.frames)
-    shift = float(info.frame_pts[0] * info.time_base) if video.start > 0 else 0.0
-    to_folder = is_frame_folder(output_path)
-    partial = folder.path / ("output-frames" if to_folder else f"output{output_path.suffix}")
-    notices: list[str] = []
-    try:  # codec, container and sizes are checked here, before hours of stylizing
-        if to_folder:
-            writer = FrameFolderWriter(partial, info, long_side=encode.output_size, shift=shift,
-                                       on_notice=notices.append)
-        else:
-            writer = VideoWriter(partial, info, codec=encode.codec, crf=encode.crf, preset=encode.preset,
-                                 pix_fmt=encode.pix_fmt, long_side=encode.output_size, shift=shift,
-                                 on_notice=notices.append)
-    except BaseException:
-        if not done:
-            folder.remove()
-        raise
-    if writer.size != (info.width, info.height) and encode.output_size is None:
-        notices.append(f"output is {writer.size[0]}x{writer.size[1]}, not {info.width}x{info.height}: "
-                       "this pixel format needs even sizes")
-    if done:
-        notices.append(f"resuming: {done} of {info.frames} frames were already stylized ({folder.path})")
-    for message in notices:
-        on_event(Notice(message))
-    on_event(JobStarted("video", info.frames, "frame", input_path.name, done))
+    # One job per output: the lock lives in the job folder and is held until the output is in place.
+    with job_lock(folder.path, label=output_path, on_event=on_event):
+        check_output(output_path, overwrite)  # again: the run that held the lock may just have finished it
+        try:
+            if guide is not None:  # --long-term reads earlier results back from the job folder
+                guide.styled_frame = lambda index: folder.load(index, (*work_size, 3))
+            fingerprint = job_fingerprint(job, video=_resume_relevant(video), work_size=list(work_size),
+                                          input=input_identity(input_path), **(resume_key or {}))
+            done = min(folder.open(fingerprint, overwrite), info.frames)
+            shift = float(info.frame_pts[0] * info.time_base) if video.start > 0 else 0.0
+            to_folder = is_frame_folder(output_path)
+            partial = folder.path / ("output-frames" if to_folder else f"output{output_path.suffix}")
+            notices: list[str] = []
+            try:  # codec, container and sizes are checked here, before hours of stylizing
+                if to_folder:
+                    writer = FrameFolderWriter(partial, info, long_side=encode.output_size, shift=shift,
+                                               on_notice=notices.append)
+                else:
+                    writer = VideoWriter(partial, info, codec=encode.codec, crf=encode.crf, preset=encode.preset,
+                                         pix_fmt=encode.pix_fmt, long_side=encode.output_size, shift=shift,
+                                         on_notice=notices.append)
+            except BaseException:
+                if not done:
+                    folder.remove()
+                raise
+            if writer.size != (info.width, info.height) and encode.output_size is None:
+                notices.append(f"output is {writer.size[0]}x{writer.size[1]}, not {info.width}x{info.height}: "
+                               "this pixel format needs even sizes")
+            if done:
+                notices.append(f"resuming: {done} of {info.frames} frames were already stylized ({folder.path})")
+            for message in notices:
+                on_event(Notice(message))
+            on_event(JobStarted("video", info.frames, "frame", input_path.name, done))
 
-    start = time.perf_counter()
-    try:
-        if stylizer is None and done < info.frames:
-            stylizer = build_stylizer(job)  # style Gram matrices: once per job, never per frame
-        run = _Run(info, folder, stylizer, video, style, frame_init, on_event, done)
-        stylize_seconds = run.pipeline(writer, work_size, annotate)
-    except BaseException:
-        writer.abort()
-        if partial.is_file():
-            partial.unlink()  # the stylized frames stay; an encoded half-file is worthless
-        raise
-    stability = None
-    if report_path is not None:  # before the job folder goes: the report reads the stylized frames
-        stylizer = stylizer or build_stylizer(job)  # a job resumed at its end has not built one yet
-        stability = _stability_report(info, folder, work_size, temporal or TemporalConfig(), stylizer)
-        stability.seconds_per_frame = stylize_seconds / (info.frames - done) if info.frames > done else None
-        stability.extra.update(input=str(input_path), output=str(output_path), init=video.init)
-        _write_stability(stability, Path(report_path))
-    _publish(partial, output_path, folder)
-    folder.remove()
+            start = time.perf_counter()
+            try:
+                if stylizer is None and done < info.frames:
+                    stylizer = build_stylizer(job)  # style Gram matrices: once per job, never per frame
+                run = _Run(info, folder, stylizer, video, style, frame_init, on_event, done)
+                stylize_seconds = run.pipeline(writer, work_size, annotate)
+            except BaseException:
+                writer.abort()
+                if partial.is_file():
+                    partial.unlink()  # the stylized frames stay; an encoded half-file is worthless
+                raise
+            stability = None
+            if report_path is not None:  # before the job folder goes: the report reads the stylized frames
+                stylizer = stylizer or build_stylizer(job)  # a job resumed at its end has not built one yet
+                stability = _stability_report(info, folder, work_size, temporal or TemporalConfig(), stylizer)
+                stability.seconds_per_frame = stylize_seconds / (info.frames - done) if info.frames > done else None
+                stability.extra.update(input=str(input_path), output=str(output_path), init=video.init)
+                _write_stability(stability, Path(report_path))
+            publish(partial, output_path, folder)
+            folder.remove()
+        except OSError as exc:  # the job folder's or the output's device is full or read-only
+            if (code := refused_write(exc)) is None:
+                raise
+            raise output_write_error(code, output_path.parent, f"{folder.count_done()} of {info.frames} frames "
+                                     f"stylized and kept in {folder.path}, the rest not written") from exc
 
     seconds = time.perf_counter() - start
     stylized = info.frames - done
@@ -244,7 +255,7 @@ def stylize_video(
         "fps": float(info.rate),
         "seconds": seconds,
         "seconds_per_frame": stylize_seconds / stylized if stylized else 0.0,
-        "output_bytes": _bytes(output_path),
+        "output_bytes": output_bytes(output_path),
         "device": str(stylizer.device) if stylizer is not None else "none",
     }
     if stability is not None:
@@ -301,25 +312,6 @@ def _write_stability(report, path: Path) -> None:
 def is_frame_folder(output: Path) -> bool:
     """An output without an extension (or an existing folder) is a folder of numbered frames."""
     return output.is_dir() or not output.suffix
-
-
-def _publish(partial: Path, output: Path, folder: JobFolder) -> None:
-    """Move the finished result into place; the old output (with --overwrite) goes only now."""
-    if partial.is_file():
-        with open(partial, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(partial, output)
-        return
-    if output.exists():  # a folder cannot be replaced in one rename: move the old one aside first
-        aside = folder.path / "replaced"
-        os.replace(output, aside)
-    os.replace(partial, output)
-
-
-def _bytes(path: Path) -> int:
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.iterdir())
-    return path.stat().st_size
 
 
 def _resume_relevant(video: VideoConfig) -> dict:

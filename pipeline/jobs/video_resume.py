@@ -35,14 +35,14 @@ class JobFolder:
         if self.path.exists():
             saved = self._saved_state()
             if saved == fingerprint:
-                return self._count_done()
+                return self.count_done()
             if saved is not None and not overwrite:
                 changed = sorted(k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k))
                 raise ConfigError(
                     f"{self.path}: holds an interrupted job whose {', '.join(changed)} differ from this one: run the "
                     "same command to resume it, or add --overwrite to discard it and start over"
                 )
-            shutil.rmtree(self.path)
+            self._clear()
         self.frames.mkdir(parents=True)
         _write_atomically(self.state, json.dumps(fingerprint, indent=1).encode())
         return 0
@@ -53,7 +53,8 @@ class JobFolder:
         except (OSError, ValueError):
             return None  # killed before the state was written: nothing to keep
 
-    def _count_done(self) -> int:
+    def count_done(self) -> int:
+        """How many frames from 0 on are saved (a frame on disk is always whole: see _write_atomically)."""
         done = 0
         while self.frame_path(done).exists():
             done += 1
@@ -72,17 +73,52 @@ class JobFolder:
             raise InputError(f"{path}: damaged saved frame; delete {self.path} (or use --overwrite) to start over")
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
+    def _clear(self) -> None:
+        """Empty the folder but keep its lock file: deleting that would let a second run take the lock."""
+        from pipeline.jobs.lock import LOCK_NAME
+
+        for entry in self.path.iterdir():
+            if entry.name == LOCK_NAME:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.part")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave half a frame behind, even hidden
+        raise
+
+
+def publish(partial: Path, output: Path, folder: JobFolder) -> None:
+    """Move the finished result into place; the old output (with --overwrite) goes only now."""
+    if partial.is_file():
+        with open(partial, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(partial, output)
+        return
+    if output.exists():  # a folder cannot be replaced in one rename: move the old one aside first
+        aside = folder.path / "replaced"
+        os.replace(output, aside)
+    os.replace(partial, output)
+
+
+def output_bytes(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.iterdir())
+    return path.stat().st_size
 
 
 def input_identity(path: Path) -> dict:

@@ -89,8 +89,11 @@ class FrameFolderWriter:
         if rgb.shape[1] != width or rgb.shape[0] != height:
             shrinking = rgb.shape[1] > width
             rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
-        if not cv2.imwrite(str(self.path / f"{self.count:06d}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"{self.path}: could not write frame {self.count}")
+        ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise OSError(f"{self.path}: could not encode frame {self.count}")
+        # Written by Python rather than cv2.imwrite, whose bare False hides why (a full disk, say).
+        (self.path / f"{self.count:06d}.png").write_bytes(data.tobytes())
         self.times.append(float(pts * self.info.time_base) - self.shift)
         self.count += 1
 

@@ -122,6 +122,11 @@ def load_image(path: str | Path, *, draft_long_side: int | None = None) -> Loade
         raise InputError(f"{path}: unreadable image ({exc})") from None
     except Image.DecompressionBombError as exc:
         raise InputError(f"{path}: {exc}") from None
+    except Exception as exc:
+        # Decoders meet every kind of damaged file and some answer with KeyError, TypeError,
+        # struct.error and the like (found by tests/media/test_fuzz.py on damaged TIFF headers):
+        # that is still one unreadable file, never a reason to stop a job or print a traceback.
+        raise InputError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
     tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).contiguous()
     return LoadedImage(tensor, alpha, fmt, info, n_frames)
 
