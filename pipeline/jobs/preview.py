@@ -12,6 +12,7 @@ a video job folder, so a real job started afterwards sees no earlier work to res
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import time
@@ -239,7 +240,7 @@ def make_sheet(samples: Sequence[Sample], job: JobConfig, preview: PreviewConfig
     """Stylize every sample at every setting of ``grid``, compose the sheet, write it and its .txt."""
     from pipeline.engine.features import build_features
     from pipeline.engine.optimize import Stylizer
-    from pipeline.media.images import load_rgb, to_uint8
+    from pipeline.media.images import atomic_write, load_rgb, to_uint8
     from pipeline.media.sheet import compose_sheet, save_sheet
 
     style_names = [Path(s.path).name for s in job.styles]
@@ -247,9 +248,11 @@ def make_sheet(samples: Sequence[Sample], job: JobConfig, preview: PreviewConfig
         if not Path(style.path).is_file():
             raise InputError(f"{style.path}: style image not found")
     style_images = [load_rgb(s.path) for s in job.styles]
-    # One network for the whole sheet: only the style targets (which depend on the style image and
-    # --style-scale) are rebuilt per tile, and those are one forward pass of a small picture.
+    # One network for the whole sheet, and one Stylizer (style Gram matrices) per style image and
+    # --style-scale; the style weight is only read from the config while optimising, so a tile
+    # that differs by its weight alone gets a shallow copy with its own config.
     features = build_features((*STYLE_LAYERS, CONTENT_LAYER), job.engine.weights, job.style.pooling)
+    stylizers: dict[tuple[int, float], Stylizer] = {}
     base = job.style.replace(size=preview.size, iterations=preview.iterations)
     total = len(samples) * len(grid)
     on_event(JobStarted("preview", total, "tile", f"preview ({total} tiles)"))
@@ -259,7 +262,11 @@ def make_sheet(samples: Sequence[Sample], job: JobConfig, preview: PreviewConfig
         for tile in grid:
             index = len(tiles) + 1
             config = base.replace(style_weight=tile.style_weight, style_scale=tile.style_scale)
-            stylizer = Stylizer([(style_images[tile.style], 1.0)], config, job.engine, features=features)
+            key = (tile.style, tile.style_scale)
+            if key not in stylizers:
+                stylizers[key] = Stylizer([(style_images[tile.style], 1.0)], config, job.engine, features=features)
+            stylizer = copy.copy(stylizers[key])
+            stylizer.config = config
             device = str(stylizer.device)
             name = f"#{index} {sample.name}"
             on_event(ItemStarted(name, config.iterations))
@@ -276,8 +283,6 @@ def make_sheet(samples: Sequence[Sample], job: JobConfig, preview: PreviewConfig
     image = compose_sheet(tiles, labels, columns, title)
     commands = _commands_text(sheet, records)
     save_sheet(image, sheet, {SHEET_KEY: json.dumps({"tiles": records}), "Description": commands})
-    from pipeline.media.images import atomic_write
-
     atomic_write(text_path(sheet), lambda tmp: tmp.write_text(commands, encoding="utf-8"))
     return {"sheet": str(sheet), "commands": str(text_path(sheet)), "tiles": records, "columns": columns,
             "width": image.width, "height": image.height, "size": preview.size, "iterations": preview.iterations,
