@@ -234,6 +234,11 @@ def _commands_text(sheet: Path, records: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _title(input_path: Path, job: JobConfig, tiles: int, preview: PreviewConfig) -> str:
+    styles = ", ".join(Path(s.path).name for s in job.styles)
+    return f"{input_path.name}, style {styles}: {tiles} tiles at {preview.size} px, {preview.iterations} iterations"
+
+
 def make_sheet(samples: Sequence[Sample], job: JobConfig, preview: PreviewConfig, grid: Sequence[TileSettings],
                columns: int, sheet: Path, *, title: str = "", command_for: Callable[[TileSettings], str] | None = None,
                on_event: EventCallback = ignore) -> dict:
@@ -321,7 +326,7 @@ def preview_images(input_path: Path, output: Path, job: JobConfig, preview: Prev
     total = len(samples) * len(grid)
     on_event(PreviewPlanned(total, preview.size, preview.iterations,
                             cpu_seconds(total, preview.iterations, preview.size), sheet))
-    title = f"{input_path.name}: {total} tiles at {preview.size} px, {preview.iterations} iterations"
+    title = _title(input_path, job, total, preview)
     summary = make_sheet(samples, job, preview, grid, columns, sheet, title=title, command_for=command_for,
                          on_event=on_event)
     return _finish(summary, skipped, started, on_event)
@@ -346,7 +351,7 @@ def preview_video(input_path: Path, output: Path, job: JobConfig, preview: Previ
     total = len(samples) * len(grid)
     on_event(PreviewPlanned(total, preview.size, preview.iterations,
                             cpu_seconds(total, preview.iterations, preview.size), sheet))
-    title = f"{input_path.name}: {total} tiles at {preview.size} px, {preview.iterations} iterations"
+    title = _title(input_path, job, total, preview)
     summary = make_sheet(samples, job, preview, grid, columns, sheet, title=title, command_for=command_for,
                          on_event=on_event)
     return _finish(summary, [], started, on_event)

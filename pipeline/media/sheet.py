@@ -28,12 +28,17 @@ def _line_height(font) -> int:
 
 
 def _fit_text(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
-    """``text`` cut (with "...") so it fits in ``width`` pixels: a long file name must not spill over."""
+    """``text`` shortened in the middle (with "...") to fit ``width`` pixels: a long path keeps its
+    start and its file name, a frame label its time."""
     if draw.textlength(text, font=font) <= width:
         return text
-    while text and draw.textlength(text + "...", font=font) > width:
-        text = text[:-1]
-    return text + "..."
+    head, tail = text[: len(text) // 2], text[len(text) // 2 :]
+    while (head or tail) and draw.textlength(head + "..." + tail, font=font) > width:
+        if len(head) >= len(tail):
+            head = head[:-1]
+        else:
+            tail = tail[1:]
+    return head + "..." + tail
 
 
 def compose_sheet(

@@ -53,3 +53,16 @@ def test_saved_png_carries_its_text(tmp_path):
     assert Image.open(path).size == sheet.size
     assert [p.name for p in tmp_path.iterdir()] == ["s.png"]  # no temporary file left
     assert png_text(tmp_path / "missing.png") == {}
+
+
+def test_a_long_label_is_shortened_in_the_middle():
+    from PIL import ImageDraw
+
+    from pipeline.media.sheet import _fit_text, _font
+
+    draw, font = ImageDraw.Draw(Image.new("RGB", (1, 1))), _font()
+    text = "#1 holidays/2024/summer/IMG_0001.jpg @ 12.40 s"
+    short = _fit_text(draw, text, font, 100)
+    assert draw.textlength(short, font=font) <= 100 and "..." in short
+    assert short.startswith("#1 h") and short.endswith(" s")
+    assert _fit_text(draw, "fits", font, 100) == "fits"
