@@ -47,9 +47,10 @@ from pipeline.events import (
 SHEET_KEY = "stylize-preview"  # PNG text chunk holding the tiles and their commands (JSON)
 TEXT_HEADER = "# stylize preview sheet"  # first line of the .txt beside the sheet
 
-# Measured on the 2-core CPU of docs/preview.md: one network evaluation (forward + backward) of a
-# 128 x 96 px tile, and the set-up before the first tile (network, style Gram matrices, samples).
-CPU_SECONDS_PER_ITERATION_128 = 0.06
+# For the estimate the CLI states up front (docs/preview.md): one network evaluation (forward +
+# backward) of a 128 x 96 px tile took 0.075 s on the project's 2-core CPU at load 4 (an idle
+# machine is faster); the set-up before the first tile (network, style images, samples) a few seconds.
+CPU_SECONDS_PER_ITERATION_128 = 0.07
 CPU_SETUP_SECONDS = 4.0
 
 
