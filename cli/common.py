@@ -26,10 +26,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from pipeline.config import EngineConfig, StyleConfig
+from pipeline.config import EngineConfig, PreviewConfig, StyleConfig
 
 STYLE = StyleConfig()
 ENGINE = EngineConfig()
+PREVIEW = PreviewConfig()
 
 # Options both commands take, declared once (their defaults stay at the parameters: the library's).
 ContentWeight = Annotated[float, typer.Option(help="Weight of the content loss (alpha).")]
@@ -43,6 +44,16 @@ Pooling = Annotated[str, typer.Option(help="VGG pooling: max or avg.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Weights = Annotated[str, typer.Option(help="VGG19 weights: original (bundled), torchvision (downloads), or a state-dict file.")]
 Precision = Annotated[str, typer.Option(help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16.")]
+
+# --preview and its options (docs/preview.md); every option whose name starts with "preview" is left
+# out of the commands the sheet suggests.
+Preview = Annotated[bool, typer.Option("--preview", help="Write a preview sheet instead of OUTPUT: a few small tiles over a grid of settings (style weight x style scale, or one row per style), each labelled, with the command for each tile; about a minute on a CPU. Writes nothing else.")]
+PreviewSheet = Annotated[Path | None, typer.Option(help="--preview: the sheet's path (.png; default: beside OUTPUT, e.g. out.jpg -> out.preview.png, photos-styled -> photos-styled.preview.png); the commands go beside it as .txt.")]
+PreviewSize = Annotated[int, typer.Option(help="--preview: long side of each tile in pixels.")]
+PreviewIterations = Annotated[int, typer.Option(help="--preview: network evaluations per tile.")]
+PreviewSamples = Annotated[int, typer.Option(help="--preview: images of a folder (or frames of a clip) to show, spread over it; one row each.")]
+PreviewStyleWeights = Annotated[str | None, typer.Option(help="--preview: the --style-weight values to compare, e.g. 1,3,9 (default: a third, once and three times --style-weight).")]
+PreviewStyleScales = Annotated[str | None, typer.Option(help="--preview: the --style-scale values to compare, e.g. 0.5,1,2 (default: half, once and twice --style-scale for a single picture; only --style-scale when there are several samples).")]
 
 console = Console(stderr=True, highlight=False)
 
@@ -132,6 +143,81 @@ def style_images(style: Path, extra: list[Path] | None, blend: str | None):
 
     paths = [style, *(extra or [])]  # the files themselves are checked by the job, before any work
     return tuple(StyleImage(p, w) for p, w in zip(paths, parse_blend(blend, len(paths))))
+
+
+def parse_values(value: str | None, option: str) -> tuple[float, ...]:
+    """``"1,3,9"`` -> (1.0, 3.0, 9.0); None or empty -> () (the library's default grid)."""
+    if not value:
+        return ()
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise fail(f"{option} {value!r}: expected comma-separated numbers, e.g. 1,3,9", EXIT_USAGE) from None
+
+
+def preview_config(size: int, iterations: int, samples: int, style_weights: str | None, style_scales: str | None):
+    return PreviewConfig(size=size, iterations=iterations, samples=samples,
+                         style_weights=parse_values(style_weights, "--preview-style-weights"),
+                         style_scales=parse_values(style_scales, "--preview-style-scales"))
+
+
+def _word(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def command_line(ctx: typer.Context, program: str, changes: dict) -> str:
+    """The shell command that repeats this invocation with ``changes`` (parameter name -> value),
+    without the --preview options, and without options left at their defaults."""
+    import shlex
+
+    words = [program]
+    for param in ctx.command.params:
+        if param.name.startswith("preview"):
+            continue
+        value = changes.get(param.name, ctx.params.get(param.name))
+        if param.param_type_name == "argument":
+            words.append(_word(value))
+        elif value is None or value in ((), []) or value == param.default:
+            continue
+        elif getattr(param, "is_flag", False):
+            flags = param.opts if value else param.secondary_opts
+            words += flags[:1]
+        elif getattr(param, "multiple", False):
+            for item in value:
+                words += [param.opts[0], _word(item)]
+        else:
+            words += [param.opts[0], _word(value)]
+    return shlex.join(words)
+
+
+def tile_command(ctx: typer.Context, program: str, styles, tile) -> str:
+    """The full-size command for one preview tile (``tile``: pipeline.jobs.preview.TileSettings)."""
+    changes = {"style_weight": tile.style_weight, "style_scale": tile.style_scale}
+    if len(styles) > 1:  # a row per style: that style alone
+        changes.update(style=styles[tile.style].path, add_style=None, style_blend=None)
+    return command_line(ctx, program, changes)
+
+
+def about(seconds: float) -> str:
+    """Rough wording for an estimate: "about 30 s", "about a minute", "about 4 minutes"."""
+    if seconds < 45:
+        return f"about {max(10, round(seconds, -1)):.0f} s"
+    if seconds < 90:
+        return "about a minute"
+    return f"about {round(seconds / 60)} minutes"
+
+
+def print_preview(summary: dict, quiet: bool) -> None:
+    """The sheet's path, then each tile's command on stdout (so it can be copied or piped)."""
+    print_line(f"Wrote preview sheet {summary['sheet']} ({len(summary['tiles'])} tiles at {summary['size']} px, "
+               f"{summary['width']}x{summary['height']}) in {format_seconds(summary['seconds'])} on "
+               f"{summary['device']}; commands in {summary['commands']}", quiet)
+    if summary["skipped"]:
+        console.print(f"[bold yellow]{len(summary['skipped'])} unreadable files left out of the sample:[/]")
+        for item in summary["skipped"]:
+            console.print(f"  {item['error']}", soft_wrap=True, markup=False)
+    for tile in summary["tiles"]:
+        typer.echo(f"# tile {tile['tile']}: {tile['input']}: {tile['options']}\n{tile['command']}")
 
 
 class EventRenderer:
@@ -227,6 +313,10 @@ class EventRenderer:
         elif isinstance(event, ev.Notice):
             self.notices.append(event.message)
             self.progress.console.print(f"[yellow]warning:[/] {event.message}", soft_wrap=True)
+        elif isinstance(event, ev.PreviewPlanned) and not self.quiet:
+            self.progress.console.print(
+                f"preview: {event.tiles} tiles at {event.size} px, {event.iterations} iterations each, "
+                f"{about(event.cpu_seconds)} on a 2-core CPU (less on a GPU); sheet: {event.sheet}", soft_wrap=True)
         elif isinstance(event, ev.JobFinished):
             self.summary = event.summary
             if self.item_task is not None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cli import common
-from cli.common import ENGINE, STYLE
+from cli.common import ENGINE, PREVIEW, STYLE
 from pipeline.config import FolderConfig
 
 FOLDER = FolderConfig()
@@ -18,6 +18,7 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})
 def stylize_images(
+    ctx: typer.Context,
     input: Annotated[Path, typer.Argument(help="An image file (or a folder of images).")],
     style: Annotated[Path, typer.Argument(help="The style image (a painting).")],
     output: Annotated[Path, typer.Argument(help="The output image file (or folder).")],
@@ -49,6 +50,13 @@ def stylize_images(
     batch_size: Annotated[str, typer.Option(help="Folders: images of equal size stylized together: auto (1 on CPU; on CUDA 4 up to --size 512, 2 up to 1024, else 1) or a number.")] = str(FOLDER.batch_size),
     dry_run: Annotated[bool, typer.Option(help="Folders: list what would be done, write nothing.")] = False,
     report: Annotated[Path | None, typer.Option(help="Folders: write a JSON report (per file: input, output, status, seconds, error).")] = None,
+    preview: common.Preview = False,
+    preview_sheet: common.PreviewSheet = None,
+    preview_size: common.PreviewSize = PREVIEW.size,
+    preview_iterations: common.PreviewIterations = PREVIEW.iterations,
+    preview_samples: common.PreviewSamples = PREVIEW.samples,
+    preview_style_weights: common.PreviewStyleWeights = None,
+    preview_style_scales: common.PreviewStyleScales = None,
 ) -> None:
     """Apply the style of a painting to an image (Gatys et al. neural style transfer)."""
     with common.user_errors():
@@ -64,10 +72,27 @@ def stylize_images(
             ),
             engine=EngineConfig(device=device, weights=weights, precision=precision),
         )
+        folder = FOLDER
         if input.is_dir():
             folder = FolderConfig(recursive=recursive, include=tuple(include or ()), exclude=tuple(exclude or ()),
                                   format=output_format, quality=quality, batch_size=_batch_size(batch_size),
                                   overwrite=overwrite)
+        if preview:
+            if style_blend:
+                raise common.fail("--style-blend has no effect with --preview: each style image gets its own row",
+                                  common.EXIT_USAGE)
+            from pipeline.jobs.preview import preview_images
+
+            config = common.preview_config(preview_size, preview_iterations, preview_samples, preview_style_weights,
+                                           preview_style_scales)
+            with common.EventRenderer(quiet) as renderer:
+                summary = preview_images(
+                    input, output, job, config, folder=folder, sheet=preview_sheet, overwrite=overwrite,
+                    command_for=lambda tile: common.tile_command(ctx, "stylize-images", job.styles, tile),
+                    on_event=renderer)
+            common.print_preview(summary, quiet)
+            return
+        if input.is_dir():
             raise typer.Exit(_stylize_folder(input, output, job, folder, dry_run, report, quiet))
         with common.EventRenderer(quiet) as renderer:
             summary = stylize_image_file(input, output, job, overwrite=overwrite, quality=quality,

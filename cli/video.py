@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from cli import common
-from cli.common import ENGINE, STYLE
+from cli.common import ENGINE, PREVIEW, STYLE
 from pipeline.config import EncodeConfig, TemporalConfig, VideoConfig
 
 VIDEO = VideoConfig()
@@ -28,6 +28,7 @@ def _size_text(n_bytes: int) -> str:
 
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})
 def stylize_video(
+    ctx: typer.Context,
     input: Annotated[Path, typer.Argument(help="The video file (any container/codec FFmpeg decodes), or a folder of numbered frames.")],
     style: Annotated[Path, typer.Argument(help="The style image (a painting).")],
     output: Annotated[Path, typer.Argument(help="The output video; its extension picks the container (.mp4, .mkv, .webm, .mov). No extension: a folder of PNG frames.")],
@@ -65,6 +66,13 @@ def stylize_video(
     precision: common.Precision = ENGINE.precision,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output, or discard an interrupted job with other options.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars, only warnings and errors.")] = False,
+    preview: common.Preview = False,
+    preview_sheet: common.PreviewSheet = None,
+    preview_size: common.PreviewSize = PREVIEW.size,
+    preview_iterations: common.PreviewIterations = PREVIEW.iterations,
+    preview_samples: common.PreviewSamples = PREVIEW.samples,
+    preview_style_weights: common.PreviewStyleWeights = None,
+    preview_style_scales: common.PreviewStyleScales = None,
 ) -> None:
     """Apply the style of a painting to every frame of a video; sound and timing are kept.
 
@@ -89,6 +97,21 @@ def stylize_video(
         temporal = TemporalConfig(weight=temporal_weight, scene_cut=scene_cut, flow_preset=flow_preset,
                                   long_term=long_term)
         encode = EncodeConfig(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, output_size=output_size)
+        if preview:
+            if style_blend:
+                raise common.fail("--style-blend has no effect with --preview: each style image gets its own row",
+                                  common.EXIT_USAGE)
+            from pipeline.jobs.preview import preview_video
+
+            config = common.preview_config(preview_size, preview_iterations, preview_samples, preview_style_weights,
+                                           preview_style_scales)
+            with common.EventRenderer(quiet) as renderer:
+                summary = preview_video(
+                    input, output, job, config, video=video, sheet=preview_sheet, overwrite=overwrite,
+                    command_for=lambda tile: common.tile_command(ctx, "stylize-video", job.styles, tile),
+                    on_event=renderer)
+            common.print_preview(summary, quiet)
+            return
         with common.EventRenderer(quiet) as renderer:
             summary = run_job(input, output, job, video, encode, overwrite=overwrite, on_event=renderer,
                               temporal=temporal, report_path=report)

@@ -221,3 +221,33 @@ class FolderConfig:
             raise ConfigError(f"--batch-size must be 'auto' or a positive whole number (got {self.batch_size!r})")
         if self.read_ahead < 1:
             raise ConfigError(f"read_ahead must be at least 1 (got {self.read_ahead})")
+
+
+@dataclass(frozen=True)
+class PreviewConfig:
+    """A preview sheet (``--preview``): a few small, quick tiles over a grid of settings.
+
+    Empty ``style_weights`` / ``style_scales`` mean "around the current value" (see
+    ``pipeline.jobs.preview.settings_grid``). The defaults keep a sheet at about 9 tiles of
+    ``size`` px, about a minute on a 2-core CPU (docs/preview.md has the measurements).
+    """
+
+    size: int = 128  # long side of each tile, in pixels
+    iterations: int = 60  # network evaluations per tile (single scale at this size)
+    samples: int = 3  # images of a folder / frames of a clip (a single image file is its own sample)
+    style_weights: tuple[float, ...] = ()  # the sheet's --style-weight values; () = around the current one
+    style_scales: tuple[float, ...] = ()  # the sheet's --style-scale values; () = around the current one
+
+    def __post_init__(self) -> None:
+        from pipeline.errors import ConfigError
+
+        if self.size < 32:
+            raise ConfigError(f"--preview-size must be at least 32 pixels (got {self.size})")
+        if self.iterations < 1:
+            raise ConfigError(f"--preview-iterations must be at least 1 (got {self.iterations})")
+        if self.samples < 1:
+            raise ConfigError(f"--preview-samples must be at least 1 (got {self.samples})")
+        if any(w < 0 for w in self.style_weights):
+            raise ConfigError("--preview-style-weights must not be negative")
+        if any(s <= 0 for s in self.style_scales):
+            raise ConfigError("--preview-style-scales must be positive")

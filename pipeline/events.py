@@ -65,11 +65,23 @@ class Notice:
 
 
 @dataclass
+class PreviewPlanned:
+    """A preview sheet is about to be made: what it holds and about how long it takes on a CPU."""
+
+    tiles: int
+    size: int  # long side of each tile, pixels
+    iterations: int  # per tile
+    cpu_seconds: float  # estimate on a 2-core CPU (a GPU is much faster)
+    sheet: Path
+
+
+@dataclass
 class JobFinished:
     summary: dict
 
 
-Event = JobStarted | Iteration | ItemStarted | ItemDone | ItemSkipped | ItemFailed | Notice | JobFinished
+Event = (JobStarted | Iteration | ItemStarted | ItemDone | ItemSkipped | ItemFailed | Notice | PreviewPlanned
+         | JobFinished)
 EventCallback = Callable[[Event], None]
 
 
