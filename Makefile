@@ -28,7 +28,7 @@ setup: $(STAMP)
 # Re-installs only when pyproject.toml changes, so `make test` is quick once set up.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
 test: setup

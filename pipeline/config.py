@@ -221,3 +221,28 @@ class FolderConfig:
             raise ConfigError(f"--batch-size must be 'auto' or a positive whole number (got {self.batch_size!r})")
         if self.read_ahead < 1:
             raise ConfigError(f"read_ahead must be at least 1 (got {self.read_ahead})")
+
+
+@dataclass(frozen=True)
+class ScaleConfig:
+    """Spreading a folder job over Ray workers (``--workers`` / ``--ray-address``); see docs/scale-out.md.
+
+    A job without a ScaleConfig runs in one process and never imports Ray.
+    """
+
+    workers: int | str = "auto"  # a number, or "auto": one per GPU, else one per CPU_CORES_PER_WORKER cores
+    address: str | None = None  # None: start a local Ray; "auto" or "HOST:PORT": join a running cluster
+    threads: int | None = None  # torch threads per CPU worker; None = the cluster's cores / workers
+    in_flight: int = 2  # images queued per worker: one running, one ready, so a worker never waits
+    max_restarts: int = 3  # times Ray restarts a dead worker (a killed process, a lost node)
+    max_attempts: int = 3  # an image whose worker dies this often is listed as failed, not retried forever
+
+    def __post_init__(self) -> None:
+        from pipeline.errors import ConfigError
+
+        if self.workers != "auto" and (not isinstance(self.workers, int) or self.workers < 1):
+            raise ConfigError(f"--workers must be 'auto' or a positive whole number (got {self.workers!r})")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads per worker must be at least 1 (got {self.threads})")
+        if self.in_flight < 1 or self.max_attempts < 1 or self.max_restarts < 0:
+            raise ConfigError("in_flight and max_attempts must be at least 1, max_restarts at least 0")

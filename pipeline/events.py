@@ -43,6 +43,7 @@ class ItemDone:
     output: Path | None
     seconds: float
     losses: dict[str, float] = field(default_factory=dict)
+    worker: str | None = None  # which worker made it, in a distributed job ("w1", "w2", ...)
 
 
 @dataclass
@@ -65,11 +66,21 @@ class Notice:
 
 
 @dataclass
+class WorkerStarted:
+    """A distributed job's worker is ready (again, after a restart): where it runs."""
+
+    name: str  # "w1", "w2", ...: stable over restarts
+    host: str
+    pid: int
+    device: str
+
+
+@dataclass
 class JobFinished:
     summary: dict
 
 
-Event = JobStarted | Iteration | ItemStarted | ItemDone | ItemSkipped | ItemFailed | Notice | JobFinished
+Event = JobStarted | Iteration | ItemStarted | ItemDone | ItemSkipped | ItemFailed | Notice | WorkerStarted | JobFinished
 EventCallback = Callable[[Event], None]
 
 

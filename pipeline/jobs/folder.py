@@ -8,6 +8,7 @@ each result atomically. An output is complete iff it exists under its final name
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import threading
@@ -15,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.config import FolderConfig, JobConfig
+from pipeline.config import FolderConfig, JobConfig, ScaleConfig
 from pipeline.errors import ConfigError, DeviceMemoryError, InputError, StylizeError
 from pipeline.events import (
     EventCallback,
@@ -157,13 +158,16 @@ class _Run:
         with self.lock:
             self.on_event(event)
 
-    def finish(self, item: WorkItem, status: str, seconds: float = 0.0, error: str | None = None) -> None:
+    def finish(self, item: WorkItem, status: str, seconds: float = 0.0, error: str | None = None,
+               worker: str | None = None) -> None:
         with self.lock:
             self.records[item.rel].update(status=status, seconds=round(seconds, 3), error=error)
+            if worker is not None:
+                self.records[item.rel]["worker"] = worker
             if status == "failed":
                 self.on_event(ItemFailed(item.rel, error))
             else:
-                self.on_event(ItemDone(item.rel, item.output, seconds))
+                self.on_event(ItemDone(item.rel, item.output, seconds, worker=worker))
 
     def warn_once(self, key: str, message: str) -> None:
         if key not in self.warned:
@@ -171,19 +175,70 @@ class _Run:
             self.emit(Notice(message))
 
 
-def _write(run: _Run, job: _Loaded, image, seconds: float) -> None:
+def _save(job: _Loaded, image, quality: int) -> tuple[str | None, tuple[str, str] | None]:
+    """Save one stylized image ([1, 3, h, w]) atomically; returns (error, warning as (key, message))."""
     from pipeline.media.images import FORMATS_WITH_ALPHA, save_image
 
+    try:
+        save_image(image, job.item.output, alpha=job.alpha, info=job.info, quality=quality, fmt=job.fmt)
+    except (StylizeError, OSError, ValueError) as exc:  # disk full, permissions, PIL refusing the data
+        return f"{job.item.output}: cannot write ({exc})", None
+    if job.alpha is not None and job.fmt not in FORMATS_WITH_ALPHA:
+        return None, ("alpha", f"{job.fmt} cannot hold transparency: alpha channels are dropped "
+                      f"(first: {job.item.rel}); use --format png to keep them")
+    return None, None
+
+
+def _write(run: _Run, job: _Loaded, image, seconds: float) -> None:
+    start = time.perf_counter()
+    error, warning = _save(job, image, run.config.quality)
+    if error is not None:
+        run.finish(job.item, "failed", error=error)
+        return
+    if warning is not None:
+        run.warn_once(*warning)
+    run.finish(job.item, "done", seconds + time.perf_counter() - start)
+
+
+def _animated(job: _Loaded) -> str:
+    return f"{job.item.rel}: animated ({job.n_frames} frames); only the first is stylized"
+
+
+OOM_ERROR = "out of GPU memory at this size (try a smaller --size)"
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """What one image came to in a worker process (picklable: it travels back to the driver)."""
+
+    status: str  # "done" or "failed"
+    seconds: float = 0.0
+    error: str | None = None
+    warnings: tuple[tuple[str | None, str], ...] = ()  # (key: shown once per job, or None: always; message)
+
+
+def stylize_item(stylizer, item: WorkItem, quality: int) -> ItemResult:
+    """One image from its file to its output file, batch size 1: the folder job's steps for a worker.
+
+    Same decode, resize, stylize and atomic save as the one-process job, so the pixels are the same.
+    """
+    import torch
+
+    job = _prepare(item, stylizer.config.size, stylizer.features.min_size)
+    if isinstance(job, _Failed):
+        return ItemResult("failed", error=job.error)
+    warnings = [(None, _animated(job))] if job.n_frames > 1 else []
     start = time.perf_counter()
     try:
-        save_image(image, job.item.output, alpha=job.alpha, info=job.info, quality=run.config.quality, fmt=job.fmt)
-    except (StylizeError, OSError, ValueError) as exc:  # disk full, permissions, PIL refusing the data
-        run.finish(job.item, "failed", error=f"{job.item.output}: cannot write ({exc})")
-        return
-    if job.alpha is not None and job.fmt not in FORMATS_WITH_ALPHA:
-        run.warn_once("alpha", f"{job.fmt} cannot hold transparency: alpha channels are dropped "
-                      f"(first: {job.item.rel}); use --format png to keep them")
-    run.finish(job.item, "done", seconds + time.perf_counter() - start)
+        result = stylizer.stylize(torch.cat([job.content]))
+    except DeviceMemoryError:
+        return ItemResult("failed", error=f"{item.source}: {OOM_ERROR}")
+    except StylizeError as exc:
+        return ItemResult("failed", error=f"{item.source}: {exc}")
+    error, warning = _save(job, result.image.cpu()[0:1], quality)
+    if error is not None:
+        return ItemResult("failed", error=error)
+    return ItemResult("done", time.perf_counter() - start, warnings=tuple(warnings + ([warning] if warning else [])))
 
 
 def _stylize_batch(run: _Run, stylizer, batch: list[_Loaded], writes: queue.Queue) -> None:
@@ -194,7 +249,7 @@ def _stylize_batch(run: _Run, stylizer, batch: list[_Loaded], writes: queue.Queu
     run.emit(ItemStarted(names, total))
     for job in batch:
         if job.n_frames > 1:
-            run.emit(Notice(f"{job.item.rel}: animated ({job.n_frames} frames); only the first is stylized"))
+            run.emit(Notice(_animated(job)))
     start = time.perf_counter()
     try:
         result = stylizer.stylize(torch.cat([job.content for job in batch]),
@@ -210,7 +265,7 @@ def _stylize_batch(run: _Run, stylizer, batch: list[_Loaded], writes: queue.Queu
                 _stylize_batch(run, stylizer, [job], writes)
             return
         result = None
-        error = "out of GPU memory at this size (try a smaller --size)"
+        error = OOM_ERROR
     except StylizeError as exc:
         result, error = None, str(exc)
     if result is None:
@@ -295,12 +350,15 @@ def stylize_folder(
     report: Path | None = None,
     on_event: EventCallback = ignore,
     stylizer=None,
+    scale: ScaleConfig | None = None,
 ) -> dict:
     """Stylize every image under ``input_dir`` into ``output_dir``; returns the summary.
 
     One bad file never stops the job: it is reported (ItemFailed) and listed in the summary. Options
     that contradict earlier outputs, or unusable folders, raise before any work. On an interrupt, the
     outputs finished so far stay, the report (if asked for) is still written, and the exception goes on.
+    With ``scale``, the images are spread over Ray workers (pipeline/scale/folder.py); the plan,
+    manifest, resume, records and events stay this function's, so both paths behave the same.
     """
     from pipeline.jobs.common import build_stylizer, job_fingerprint
 
@@ -316,22 +374,36 @@ def stylize_folder(
     start = time.perf_counter()
     run = _Run(plan, config, on_event, records)
     try:
-        if not dry_run:
-            if not plan.items:
-                raise InputError(f"{input_dir}: no images found ({len(plan.ignored)} other files; images are "
-                                 "read from .jpg .jpeg .png .webp .tif .tiff .bmp .gif)")
-            stylizer = stylizer or build_stylizer(job)
-            summary["setup_seconds"] = round(time.perf_counter() - start, 3)
-            start = time.perf_counter()  # the rate below is the stylizing's, not the network loading's
-            summary["device"] = str(stylizer.device)
-            summary["batch_size"] = resolve_batch_size(config.batch_size, stylizer.device, stylizer.config.size)
-            output_dir.mkdir(parents=True, exist_ok=True)
-            if removed := remove_stale_parts(output_dir):
-                run.emit(Notice(f"removed {removed} half-written temporary files left by an interrupted run"))
-            write_manifest(output_dir, fingerprint, input_dir)
-            run.emit(JobStarted("folder", len(plan.items), "image", output_dir.name or str(output_dir),
-                                done=len(finished)))
-            _run_items(run, stylizer, todo, summary["batch_size"])
+        with contextlib.ExitStack() as stack:
+            if not dry_run:
+                if not plan.items:
+                    raise InputError(f"{input_dir}: no images found ({len(plan.ignored)} other files; images are "
+                                     "read from .jpg .jpeg .png .webp .tif .tiff .bmp .gif)")
+                if scale is None:
+                    stylizer = stylizer or build_stylizer(job)
+                    summary["device"] = str(stylizer.device)
+                    summary["batch_size"] = resolve_batch_size(config.batch_size, stylizer.device,
+                                                               stylizer.config.size)
+                else:
+                    from pipeline.scale.folder import WorkerPool  # imports Ray: only on this path
+
+                    pool = stack.enter_context(WorkerPool(job, scale, plan, config.quality, run))
+                    summary["device"], summary["batch_size"] = pool.description, 1
+                    if config.batch_size not in ("auto", 1):
+                        run.emit(Notice(f"--batch-size {config.batch_size} is ignored with --workers: each worker "
+                                        "takes one image at a time"))
+                summary["setup_seconds"] = round(time.perf_counter() - start, 3)
+                start = time.perf_counter()  # the rate below is the stylizing's, not the network loading's
+                output_dir.mkdir(parents=True, exist_ok=True)
+                if removed := remove_stale_parts(output_dir):
+                    run.emit(Notice(f"removed {removed} half-written temporary files left by an interrupted run"))
+                write_manifest(output_dir, fingerprint, input_dir)
+                run.emit(JobStarted("folder", len(plan.items), "image", output_dir.name or str(output_dir),
+                                    done=len(finished)))
+                if scale is None:
+                    _run_items(run, stylizer, todo, summary["batch_size"])
+                else:
+                    summary["retried"] = pool.run(todo)
     finally:
         summary.update(_counts(plan, records, time.perf_counter() - start))
         if report is not None:
