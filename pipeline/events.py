@@ -80,7 +80,8 @@ class JobFinished:
     summary: dict
 
 
-Event = JobStarted | Iteration | ItemStarted | ItemDone | ItemSkipped | ItemFailed | Notice | WorkerStarted | JobFinished
+Event = (JobStarted | Iteration | ItemStarted | ItemDone | ItemSkipped | ItemFailed | Notice | WorkerStarted
+         | JobFinished)
 EventCallback = Callable[[Event], None]
 
 
