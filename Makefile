@@ -21,7 +21,7 @@ ARGS ?=
 # Install first when run in the project itself; from a media folder (-f) the install must exist.
 HERE_SETUP := $(if $(filter $(ROOT),$(CURDIR)),setup)
 
-.PHONY: setup test demo lint bench bench-temporal clean stylize
+.PHONY: setup test demo lint bench bench-temporal bench-scale clean stylize
 
 setup: $(STAMP)
 
@@ -70,6 +70,10 @@ bench: setup
 # Steadiness, style and speed of --init frame / previous / warped on real clips (tens of minutes on a CPU).
 bench-temporal: setup
 	$(BIN)/python -m pipeline.bench.temporal --long-term 5
+
+# A photo folder on 1 and 2 single-threaded Ray workers vs one process (docs/scale-out.md; minutes).
+bench-scale: setup
+	$(BIN)/python -m pipeline.bench.scale
 
 clean:
 	rm -rf $(VENV) out bench-results .pytest_cache .ruff_cache build *.egg-info
