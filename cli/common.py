@@ -82,7 +82,7 @@ def parse_blend(value: str | None, n_styles: int) -> list[float]:
     return weights
 
 
-def scale_config(workers: str | None, ray_address: str | None):
+def scale_config(workers: str | None, ray_address: str | None, **video):
     """The ScaleConfig for --workers / --ray-address, or None when neither is given (one process, no Ray)."""
     from pipeline.config import ScaleConfig
 
@@ -94,7 +94,7 @@ def scale_config(workers: str | None, ray_address: str | None):
             count = int(workers)
         except ValueError:
             raise fail(f"--workers must be 'auto' or a positive whole number (got {workers!r})", EXIT_USAGE) from None
-    return ScaleConfig(workers=count, address=ray_address)
+    return ScaleConfig(workers=count, address=ray_address, **video)
 
 
 def style_images(style: Path, extra: list[Path] | None, blend: str | None):

@@ -236,6 +236,11 @@ class ScaleConfig:
     in_flight: int = 2  # images queued per worker: one running, one ready, so a worker never waits
     max_restarts: int = 3  # times Ray restarts a dead worker (a killed process, a lost node)
     max_attempts: int = 3  # an image whose worker dies this often is listed as failed, not retried forever
+    # Videos: a shot longer than max_chunk frames is cut into chunks (10 s at 24 fps: long enough that
+    # the chain settles, short enough to spread a film over many GPUs); each chunk inside a shot also
+    # renders `overlap` frames of the chunk before it, cross-faded there so that no seam shows.
+    max_chunk: int = 240
+    overlap: int = 8
 
     def __post_init__(self) -> None:
         from pipeline.errors import ConfigError
@@ -246,3 +251,6 @@ class ScaleConfig:
             raise ConfigError(f"threads per worker must be at least 1 (got {self.threads})")
         if self.in_flight < 1 or self.max_attempts < 1 or self.max_restarts < 0:
             raise ConfigError("in_flight and max_attempts must be at least 1, max_restarts at least 0")
+        if self.max_chunk < 1 or not 0 <= self.overlap < self.max_chunk:
+            raise ConfigError(f"--max-chunk must be at least 1 and --overlap between 0 and --max-chunk - 1 "
+                              f"(got {self.max_chunk}, {self.overlap})")

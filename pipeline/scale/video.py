@@ -172,8 +172,6 @@ def stylize_video_distributed(
     encode: EncodeConfig,
     scale: ScaleConfig,
     *,
-    max_chunk: int,
-    overlap: int,
     temporal: TemporalConfig | None = None,
     overwrite: bool = False,
     on_event: EventCallback = ignore,
@@ -199,11 +197,11 @@ def stylize_video_distributed(
     folder = JobFolder(output_path)
     fingerprint = job_fingerprint(job, video=_resume_relevant(video), work_size=list(work_size),
                                   input=input_identity(input_path), temporal=dataclasses.asdict(temporal),
-                                  chunks={"max_chunk": max_chunk, "overlap": overlap})
+                                  chunks={"max_chunk": scale.max_chunk, "overlap": scale.overlap})
     folder.open(fingerprint, overwrite)
     start = time.perf_counter()
     shots = shot_starts(info, work_size, temporal)
-    chunks = plan_chunks(shots, info.frames, max_chunk, overlap)
+    chunks = plan_chunks(shots, info.frames, scale.max_chunk, scale.overlap)
     todo = [c for c in chunks if not chunk_done(folder, c)]
     on_event(JobStarted("video", len(chunks), "chunk", input_path.name, done=len(chunks) - len(todo)))
     with _ChunkPool(job, video, temporal, scale, on_event) as pool:

@@ -70,7 +70,7 @@ def test_video_over_workers_keeps_every_frame_in_order_with_timing_and_sound(loc
     job = JobConfig(styles=(StyleImage(style_file),), style=StyleConfig(scales=1), engine=EngineConfig(device="cpu"))
     video = VideoConfig(size=32, first_iterations=4, iterations=2)
     summary = stylize_video_distributed(src, out, job, video, EncodeConfig(preset="ultrafast"),
-                                        ScaleConfig(workers=2, threads=1), max_chunk=3, overlap=1)
+                                        ScaleConfig(workers=2, threads=1, max_chunk=3, overlap=1))
     assert summary["shots"] == 2
     assert [tuple(c) for c in summary["chunk_list"]] == [(0, 3, 0), (3, 5, 1), (5, 8, 0), (8, 11, 1), (11, 12, 1)]
     assert frame_times(out) == [t / 1000 for t in times]  # every frame once, with its timestamp
