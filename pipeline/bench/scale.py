@@ -8,6 +8,12 @@ wall time per image minus the one-thread one-process job's: same thread count, s
 difference is what the hand-off costs (task round trip, result pickling, a decode that the one-process
 job overlaps in its reader thread). The load average is recorded before and after each run.
 
+The seam part stylizes a clip (the bundled sample) over 2 workers with chunks of ``--max-chunk``
+frames, once without overlap and once with ``--overlap`` cross-faded frames, and once in one process
+(no seams at all); for each it gives the warping error over the frame pairs at chunk boundaries and
+over the other pairs inside shots (pipeline/scale/seams.py). Outputs are lossless (FFV1) so the codec
+does not blur what is measured.
+
 Run it as ``python -m pipeline.bench.scale`` (``--help`` for options).
 """
 
@@ -20,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +132,66 @@ def _ratios(rows: list[dict]) -> dict:
             "median": {k: round(statistics.median(r[k] for r in per_round), 3) for k in per_round[0]}}
 
 
+def seam_benchmark(args: argparse.Namespace, on_line=lambda line: None) -> list[dict]:
+    import ray
+
+    from pipeline.config import EncodeConfig, EngineConfig, JobConfig, ScaleConfig, StyleConfig, StyleImage, VideoConfig
+    from pipeline.jobs.video import stylize_video
+    from pipeline.scale.seams import seam_figures
+    from pipeline.scale.video import Chunk, plan_chunks, stylize_video_distributed
+
+    job = JobConfig(styles=(StyleImage(args.style),), style=StyleConfig(scales=1), engine=EngineConfig(device="cpu"))
+    video = VideoConfig(size=args.video_size, first_iterations=args.first_iterations,
+                        iterations=args.video_iterations, max_frames=args.frames)
+    encode = EncodeConfig(codec="ffv1", output_size=args.video_size)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="stylize-bench-seams-") as tmp:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        try:
+            plan = None
+            for overlap in (0, args.overlap):
+                out = Path(tmp) / f"overlap{overlap}.mkv"
+                scale = ScaleConfig(workers=2, threads=1, max_chunk=args.max_chunk, overlap=overlap)
+                load = os.getloadavg()[0]
+                summary = stylize_video_distributed(args.video, out, job, video, encode, scale)
+                plan = summary["shot_starts"]
+                chunks = [Chunk(*c) for c in summary["chunk_list"]]
+                errors = _pair_errors(args.video, out, summary["frames"])
+                rows.append({"run": f"2 workers, overlap {overlap}", "chunks": len(chunks), "shots": plan,
+                             "seconds": round(summary["seconds"], 1), "load": round(load, 1),
+                             **seam_figures(errors, chunks, plan)})
+                on_line(_seam_line(rows[-1]))
+        finally:
+            ray.shutdown()
+        out = Path(tmp) / "one-process.mkv"
+        load = os.getloadavg()[0]
+        summary = stylize_video(args.video, out, job, video, encode)
+        errors = _pair_errors(args.video, out, summary["frames"])
+        # The same pairs as the chunked runs', in a video that has no seams: the baseline.
+        chunks = plan_chunks(plan, summary["frames"], args.max_chunk, args.overlap)
+        rows.append({"run": "one process (no chunks)", "chunks": 1, "shots": plan,
+                     "seconds": round(summary["seconds"], 1), "load": round(load, 1),
+                     **seam_figures(errors, chunks, plan)})
+        on_line(_seam_line(rows[-1]))
+    return rows
+
+
+def _pair_errors(clip: Path, out: Path, frames: int) -> list[float | None]:
+    """Warping error of each pair of ``out``'s frames; flow and occlusions from the clip's first frames."""
+    from pipeline.jobs.stability import video_frames, warping_errors
+
+    return warping_errors(islice(video_frames(clip), frames), video_frames(out)).per_frame
+
+
+def _seam_line(row: dict) -> str:
+    def fmt(x):
+        return "n/a" if x is None else f"{x:.5f}"
+
+    return (f"{row['run']:>26}: warping error at seams {fmt(row['seam'])} ({row['seam_pairs']} pairs), inside "
+            f"{fmt(row['inside'])} ({row['inside_pairs']} pairs), ratio {fmt(row['ratio'])}; {row['seconds']} s, "
+            f"load {row['load']}")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m pipeline.bench.scale", description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=8, help="images in the generated folder")
@@ -132,6 +199,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=20, help="network evaluations per image")
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds of all variants")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results", help="folder for scale.json")
+    p.add_argument("--skip-folder", action="store_true", help="only the seam figures")
+    p.add_argument("--skip-seams", action="store_true", help="only the folder throughput")
+    p.add_argument("--video", type=Path, default=ROOT / "samples" / "bbb_2s.mp4")
+    p.add_argument("--style", type=Path, default=ROOT / "samples" / "starry_night.jpg")
+    p.add_argument("--frames", type=int, default=30, help="frames of the clip to stylize")
+    p.add_argument("--video-size", type=int, default=96, help="long side frames are stylized at (px)")
+    p.add_argument("--first-iterations", type=int, default=40)
+    p.add_argument("--video-iterations", type=int, default=12)
+    p.add_argument("--max-chunk", type=int, default=8)
+    p.add_argument("--overlap", type=int, default=4)
     return p.parse_args(argv)
 
 
@@ -140,10 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"bench-scale {started}: {args.images} images, {args.side} px, {args.iterations} iterations, "
           f"{os.cpu_count()} CPUs", flush=True)
-    report = run_benchmark(args, on_line=lambda line: print(line, flush=True))
-    report["started"] = started
+    report = {"started": started}
+    if not args.skip_folder:
+        report["folder"] = run_benchmark(args, on_line=lambda line: print(line, flush=True))
+        print("median over rounds: " + ", ".join(f"{k} {v}" for k, v in report["folder"]["median"].items()))
+    if not args.skip_seams:
+        report["seams"] = seam_benchmark(args, on_line=lambda line: print(line, flush=True))
+    report["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     path = save_report(report, args.out, "scale.json")
-    print("median over rounds: " + ", ".join(f"{k} {v}" for k, v in report["median"].items()))
     print(f"JSON: {path}")
     return 0
 

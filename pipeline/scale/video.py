@@ -222,7 +222,8 @@ def stylize_video_distributed(
         raise
     _publish(partial, output_path, folder)
     folder.remove()
-    summary = {"output": str(output_path), "frames": info.frames, "shots": len(shots), "chunks": len(chunks),
+    summary = {"output": str(output_path), "frames": info.frames, "shots": len(shots), "shot_starts": shots,
+               "chunks": len(chunks),
                "chunk_list": [dataclasses.astuple(c) for c in chunks], "width": writer.size[0],
                "height": writer.size[1], "work_width": work_size[1], "work_height": work_size[0],
                "seconds": time.perf_counter() - start, "device": device}

@@ -80,3 +80,14 @@ def test_video_over_workers_keeps_every_frame_in_order_with_timing_and_sound(loc
     # In order: the dark shot's five frames, then the bright shot's seven.
     assert max(brightness[:5]) < min(brightness[5:])
     assert not JobFolder(out).path.exists()
+
+
+def test_seam_figures_split_boundary_pairs_from_the_rest_and_skip_cuts():
+    from pipeline.scale.seams import seam_figures, seam_pairs
+
+    chunks = plan_chunks([0, 6], frames=10, max_chunk=3, overlap=1)  # (0,3,0) (3,6,1) (6,9,0) (9,10,1)
+    assert seam_pairs(chunks, [0, 6]) == {2, 3, 8, 9}
+    errors = [1.0, 5.0, 5.0, 1.0, 1.0, 9.0, 1.0, 3.0, 3.0]  # pair k is frames (k, k+1); pair 5 crosses the cut
+    figures = seam_figures(errors, chunks, [0, 6])
+    assert figures["seam"] == pytest.approx(4.0) and figures["inside"] == pytest.approx(1.0)
+    assert (figures["seam_pairs"], figures["inside_pairs"], figures["ratio"]) == (4, 4, pytest.approx(4.0))
