@@ -72,8 +72,12 @@ def _one_run(variant: str, root: Path, job, threads: int | None) -> dict:
             summary = stylize_folder(root / "in", out, job, FolderConfig(batch_size=1))
         finally:
             torch.set_num_threads(saved)
+    # Inside the worker (or the stylizing thread): stylize + save, not decode; the rest of the wall time
+    # per image is the hand-off (for Ray: task round trip, pickling) plus decoding.
+    inner = [f["seconds"] for f in summary["files"] if f["status"] == "done"]
     return {
         "variant": variant,
+        "inner_ms_per_image": round(statistics.mean(inner) * 1000, 1),
         "images": summary["done"],
         "seconds": summary["seconds"],
         "setup_seconds": summary["setup_seconds"],
@@ -108,7 +112,8 @@ def run_benchmark(args: argparse.Namespace, on_line=lambda line: None) -> dict:
                     row = {"round": round_ + 1, **_one_run(variant, root, job, threads)}
                     rows.append(row)
                     on_line(f"round {row['round']} {variant:>22}: {row['images_per_minute']:7.2f} img/min, "
-                            f"{row['ms_per_image']:8.1f} ms/img, setup {row['setup_seconds']:5.1f} s, "
+                            f"{row['ms_per_image']:8.1f} ms/img (inner {row['inner_ms_per_image']:8.1f}), "
+                            f"setup {row['setup_seconds']:5.1f} s, "
                             f"load {row['load_before']:.1f}->{row['load_after']:.1f}")
         finally:
             ray.shutdown()
@@ -127,6 +132,9 @@ def _ratios(rows: list[dict]) -> dict:
             "ray2_over_ray1": r2["images_per_minute"] / r1["images_per_minute"],
             "ray2_over_one_process_1thread": r2["images_per_minute"] / one["images_per_minute"],
             "ray_overhead_ms_per_image": r1["ms_per_image"] - one["ms_per_image"],
+            # The same, measured within the 1-worker run alone (immune to load shifting between runs).
+            "ray1_wall_minus_inner_ms_per_image": r1["ms_per_image"] - r1["inner_ms_per_image"],
+            "one_process_wall_minus_inner_ms_per_image": one["ms_per_image"] - one["inner_ms_per_image"],
         })
     return {"per_round": per_round,
             "median": {k: round(statistics.median(r[k] for r in per_round), 3) for k in per_round[0]}}
