@@ -9,7 +9,6 @@ each result atomically. An output is complete iff it exists under its final name
 from __future__ import annotations
 
 import contextlib
-import json
 import queue
 import threading
 import time
@@ -39,6 +38,7 @@ from pipeline.jobs.folder_plan import (  # noqa: F401  (re-exported: the folder 
     remove_stale_parts,
     write_manifest,
 )
+from pipeline.jobs.folder_report import counts, record, write_report  # noqa: F401  (write_report: re-exported)
 
 # --batch-size auto. CPU: 1, measured (docs/readme-folders.md): batching gave no clear gain there.
 # CUDA: batches fill the GPU better at small sizes (not yet measured on our GPUs); the batch shrinks
@@ -328,18 +328,6 @@ def _run_items(run: _Run, stylizer, todo: list[WorkItem], batch_size: int) -> No
 # -------------------------------------------------------------------------------------------- the job
 
 
-def _record(item: WorkItem, status: str) -> dict:
-    return {"input": item.rel, "output": str(item.output), "status": status, "seconds": 0.0, "error": None}
-
-
-def write_report(path: Path, summary: dict) -> None:
-    """The machine-readable report: the summary and one record per file (written atomically)."""
-    from pipeline.media.images import atomic_write
-
-    body = json.dumps(summary, indent=2, default=str)
-    atomic_write(Path(path), lambda tmp: tmp.write_text(body + "\n"))
-
-
 def stylize_folder(
     input_dir: Path,
     output_dir: Path,
@@ -368,7 +356,7 @@ def stylize_folder(
         raise ConfigError(f"{report}: the report must not be written inside the input folder {input_dir}")
     fingerprint = job_fingerprint(job, output={"format": config.format, "quality": config.quality})
     finished = finished_outputs(plan, fingerprint, config.overwrite, dry_run=dry_run, on_event=on_event)
-    records = {item.rel: _record(item, "skipped" if item.rel in finished else "pending") for item in plan.items}
+    records = {item.rel: record(item, "skipped" if item.rel in finished else "pending") for item in plan.items}
     todo = [item for item in plan.items if item.rel not in finished]
     summary = {"input": str(input_dir), "output": str(output_dir), "dry_run": dry_run, "images": len(plan.items)}
     start = time.perf_counter()
@@ -405,35 +393,9 @@ def stylize_folder(
                 else:
                     summary["retried"] = pool.run(todo)
     finally:
-        summary.update(_counts(plan, records, time.perf_counter() - start))
+        summary.update(counts(plan, records, time.perf_counter() - start))
         if report is not None:
             write_report(report, summary)
     if not dry_run:
         run.emit(JobFinished({k: v for k, v in summary.items() if k != "files"}))
     return summary
-
-
-def _counts(plan: FolderPlan, records: dict[str, dict], seconds: float) -> dict:
-    by_status: dict[str, int] = {}
-    for record in records.values():
-        by_status[record["status"]] = by_status.get(record["status"], 0) + 1
-    ignored_types: dict[str, int] = {}
-    for rel, _why in plan.ignored:
-        suffix = "hidden" if rel.rsplit("/", 1)[-1].startswith(".") else (Path(rel).suffix.lower() or "no extension")
-        ignored_types[suffix] = ignored_types.get(suffix, 0) + 1
-    done = by_status.get("done", 0)
-    files = list(records.values()) + [
-        {"input": rel, "output": None, "status": "ignored", "seconds": 0.0, "error": why} for rel, why in plan.ignored
-    ]
-    return {
-        "done": done,
-        "skipped": by_status.get("skipped", 0),  # complete from an earlier run
-        "failed": [{"input": r["input"], "error": r["error"]} for r in records.values() if r["status"] == "failed"],
-        "pending": by_status.get("pending", 0),  # not reached: a dry run, or an interrupted one
-        "ignored": len(plan.ignored),
-        "ignored_types": ignored_types,
-        "excluded": plan.excluded,
-        "seconds": round(seconds, 3),
-        "images_per_minute": round(done / seconds * 60, 3) if done and seconds > 0 else None,
-        "files": files,
-    }
