@@ -25,7 +25,7 @@ from tests.conftest import pattern, stripes
 
 ray = pytest.importorskip("ray", reason="the scale-out tests need the ray extra (make test installs it)")
 
-GOOD = [f"p{i}.png" if i % 2 else f"sub/p{i}.jpg" for i in range(6)]
+GOOD = [f"p{i}.png" if i % 2 else f"sub/p{i}.jpg" for i in range(5)]
 ONE_THREAD = ScaleConfig(workers=2, threads=1)
 
 
@@ -51,7 +51,7 @@ def folder(tmp_path_factory) -> Path:
 def job(folder) -> JobConfig:
     # Enough iterations that an image takes a noticeable time: the kill test hits work in flight.
     return JobConfig(styles=(StyleImage(folder / "style.png"),),
-                     style=StyleConfig(size=40, iterations=12, scales=1), engine=EngineConfig(device="cpu"))
+                     style=StyleConfig(size=40, iterations=8, scales=1), engine=EngineConfig(device="cpu"))
 
 
 @pytest.fixture(scope="module")

@@ -91,3 +91,27 @@ def test_seam_figures_split_boundary_pairs_from_the_rest_and_skip_cuts():
     figures = seam_figures(errors, chunks, [0, 6])
     assert figures["seam"] == pytest.approx(4.0) and figures["inside"] == pytest.approx(1.0)
     assert (figures["seam_pairs"], figures["inside_pairs"], figures["ratio"]) == (4, 4, pytest.approx(4.0))
+
+
+def test_a_chunk_resumes_from_its_last_saved_frame(tmp_path, style_file):
+    """What a re-queued chunk does (no Ray needed: the worker is a plain class): frames already in
+    the job folder are kept and the chain goes on from them; only the missing ones are stylized."""
+    from pipeline.config import TemporalConfig
+    from pipeline.scale.video import LEAD, VideoWorker
+
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    two_shot_video(src, 6, 0)
+    job = JobConfig(styles=(StyleImage(style_file),), style=StyleConfig(size=32, iterations=3, scales=1),
+                    engine=EngineConfig(device="cpu"))
+    worker = VideoWorker(job, VideoConfig(size=32, first_iterations=3, iterations=2), TemporalConfig(), 1)
+    folder = JobFolder(out)
+    folder.open({"test": 1}, overwrite=False)
+    chunk = Chunk(2, 6, lead=2)
+    assert worker.render(src, out, chunk, (21, 32)) == 6
+    assert folder.frame_path(0, LEAD).exists() and folder.frame_path(2).exists()
+    kept = {i: folder.frame_path(i).read_bytes() for i in (2, 3)}
+    for i in (4, 5):
+        folder.frame_path(i).unlink()  # the worker died after frame 3
+    assert worker.render(src, out, chunk, (21, 32)) == 2
+    assert all(folder.frame_path(i).read_bytes() == data for i, data in kept.items())
+    assert all(folder.frame_path(i).exists() for i in range(2, 6))
