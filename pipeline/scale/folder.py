@@ -201,8 +201,8 @@ class WorkerPool:
                 load[i] += 1
 
         submit()
-        while self.in_flight or (queue and probes):
-            if not any(s != "dead" for s in state):
+        while self.in_flight or queue:
+            if not self.in_flight and not probes:  # work left, and no worker that runs or may come back
                 raise StylizeError(f"all {len(state)} workers were lost; run the same command again to resume")
             done, _ = ray.wait([*self.in_flight, *probes], num_returns=1, timeout=POLL)
             for ref in done:
