@@ -21,14 +21,14 @@ ARGS ?=
 # Install first when run in the project itself; from a media folder (-f) the install must exist.
 HERE_SETUP := $(if $(filter $(ROOT),$(CURDIR)),setup)
 
-.PHONY: setup test demo lint docs bench bench-temporal clean stylize
+.PHONY: setup test demo lint docs bench bench-temporal bench-scale clean stylize
 
 setup: $(STAMP)
 
 # Re-installs only when pyproject.toml changes, so `make test` is quick once set up.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
 test: setup
@@ -74,6 +74,10 @@ bench: setup
 # Steadiness, style and speed of --init frame / previous / warped on real clips (tens of minutes on a CPU).
 bench-temporal: setup
 	$(BIN)/python -m pipeline.bench.temporal --long-term 5
+
+# A photo folder on 1 and 2 single-threaded Ray workers vs one process (docs/scale-out.md; minutes).
+bench-scale: setup
+	$(BIN)/python -m pipeline.bench.scale
 
 clean:
 	rm -rf $(VENV) out bench-results .pytest_cache .ruff_cache build *.egg-info

@@ -44,6 +44,8 @@ Pooling = Annotated[str, typer.Option(help="VGG pooling: max or avg.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Weights = Annotated[str, typer.Option(help="VGG19 weights: original (bundled), torchvision (downloads), or a state-dict file.")]
 Precision = Annotated[str, typer.Option(help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16.")]
+Workers = Annotated[str | None, typer.Option(help="Spread the job over N Ray workers (needs stylize[ray]); auto = one per GPU, or one per 4 CPU cores. See docs/scale-out.md.")]
+RayAddress = Annotated[str | None, typer.Option(help="Join a running Ray cluster: auto (the one `ray start` made) or HOST:PORT; workers as --workers (default auto).")]
 
 # --preview and its options (docs/preview.md); every option whose name starts with "preview" is left
 # out of the commands the sheet suggests.
@@ -136,6 +138,21 @@ def parse_blend(value: str | None, n_styles: int) -> list[float]:
     if any(w < 0 for w in weights) or sum(weights) <= 0:
         raise fail("--style-blend weights must be non-negative and not all zero", EXIT_USAGE)
     return weights
+
+
+def scale_config(workers: str | None, ray_address: str | None, **video):
+    """The ScaleConfig for --workers / --ray-address, or None when neither is given (one process, no Ray)."""
+    from pipeline.config import ScaleConfig
+
+    if workers is None and ray_address is None:
+        return None
+    count: int | str = "auto"
+    if workers not in (None, "auto"):
+        try:
+            count = int(workers)
+        except ValueError:
+            raise fail(f"--workers must be 'auto' or a positive whole number (got {workers!r})", EXIT_USAGE) from None
+    return ScaleConfig(workers=count, address=ray_address, **video)
 
 
 def style_images(style: Path, extra: list[Path] | None, blend: str | None):
@@ -248,6 +265,7 @@ class EventRenderer:
         self.summary: dict | None = None
         self.failures: list[tuple[str, str]] = []
         self.notices: list[str] = []
+        self.per_worker: dict[str, int] = {}  # images done per worker, in a distributed job
 
     def __enter__(self):
         self.progress.__enter__()
@@ -306,10 +324,18 @@ class EventRenderer:
             if isinstance(event, ev.ItemFailed):
                 self.failures.append((event.name, event.error))
                 self.progress.console.print(f"[red]failed:[/] {event.error}", soft_wrap=True)
+            fields = {}
+            if isinstance(event, ev.ItemDone) and event.worker is not None:
+                self.per_worker[event.worker] = self.per_worker.get(event.worker, 0) + 1
+                fields["info"] = " ".join(f"{w}:{n}" for w, n in sorted(self.per_worker.items()))
             if self.job_task is not None and self.job_unit != "it":
                 self.progress.advance(self.job_task)
                 done = int(self.progress.tasks[self.job_task].completed)
-                self.progress.update(self.job_task, rate=self._rate(done))
+                self.progress.update(self.job_task, rate=self._rate(done), **fields)
+        elif isinstance(event, ev.WorkerStarted):
+            if not self.quiet:
+                self.progress.console.print(f"[dim]worker {event.name}: {event.host}, pid {event.pid}, "
+                                            f"{event.device}[/]", soft_wrap=True)
         elif isinstance(event, ev.Notice):
             self.notices.append(event.message)
             self.progress.console.print(f"[yellow]warning:[/] {event.message}", soft_wrap=True)

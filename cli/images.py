@@ -57,6 +57,8 @@ def stylize_images(
     preview_samples: common.PreviewSamples = PREVIEW.samples,
     preview_style_weights: common.PreviewStyleWeights = None,
     preview_style_scales: common.PreviewStyleScales = None,
+    workers: common.Workers = None,
+    ray_address: common.RayAddress = None,
 ) -> None:
     """Apply the style of a painting to an image (Gatys et al. neural style transfer)."""
     with common.user_errors():
@@ -73,6 +75,10 @@ def stylize_images(
             engine=EngineConfig(device=device, weights=weights, precision=precision),
         )
         folder = FOLDER
+        scale = common.scale_config(workers, ray_address)
+        if scale is not None and not input.is_dir():
+            raise common.fail("--workers and --ray-address spread a folder over workers; INPUT is a single file",
+                              common.EXIT_USAGE)
         if input.is_dir():
             folder = FolderConfig(recursive=recursive, include=tuple(include or ()), exclude=tuple(exclude or ()),
                                   format=output_format, quality=quality, batch_size=_batch_size(batch_size),
@@ -93,7 +99,7 @@ def stylize_images(
             common.print_preview(summary, quiet)
             return
         if input.is_dir():
-            raise typer.Exit(_stylize_folder(input, output, job, folder, dry_run, report, quiet))
+            raise typer.Exit(_stylize_folder(input, output, job, folder, dry_run, report, quiet, scale))
         with common.EventRenderer(quiet) as renderer:
             summary = stylize_image_file(input, output, job, overwrite=overwrite, quality=quality,
                                          on_event=renderer)
@@ -116,7 +122,7 @@ def _batch_size(value: str) -> int | str:
 
 
 def _stylize_folder(input: Path, output: Path, job, folder: FolderConfig, dry_run: bool, report: Path | None,
-                    quiet: bool) -> int:
+                    quiet: bool, scale=None) -> int:
     """The folder branch; returns the exit code (EXIT_PARTIAL when some files failed)."""
     from pipeline.jobs.folder import stylize_folder
 
@@ -130,7 +136,7 @@ def _stylize_folder(input: Path, output: Path, job, folder: FolderConfig, dry_ru
                           f"{_ignored(summary)}; nothing written.", quiet)
         return common.EXIT_OK
     with common.EventRenderer(quiet, unit_label="image") as renderer:
-        summary = stylize_folder(input, output, job, folder, report=report, on_event=renderer)
+        summary = stylize_folder(input, output, job, folder, report=report, on_event=renderer, scale=scale)
     rate = f", {summary['images_per_minute']:.2f} img/min" if summary["images_per_minute"] else ""
     common.print_line(
         f"Done in {common.format_seconds(summary['seconds'])}: {summary['done']} stylized, "

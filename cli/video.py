@@ -9,11 +9,12 @@ import typer
 
 from cli import common
 from cli.common import ENGINE, PREVIEW, STYLE
-from pipeline.config import EncodeConfig, TemporalConfig, VideoConfig
+from pipeline.config import EncodeConfig, ScaleConfig, TemporalConfig, VideoConfig
 
 VIDEO = VideoConfig()
 ENCODE = EncodeConfig()
 TEMPORAL = TemporalConfig()
+SCALE = ScaleConfig()
 
 app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
@@ -73,6 +74,10 @@ def stylize_video(
     preview_samples: common.PreviewSamples = PREVIEW.samples,
     preview_style_weights: common.PreviewStyleWeights = None,
     preview_style_scales: common.PreviewStyleScales = None,
+    workers: common.Workers = None,
+    ray_address: common.RayAddress = None,
+    max_chunk: Annotated[int, typer.Option(help="With --workers: shots longer than this many frames are split into chunks for several workers.")] = SCALE.max_chunk,
+    overlap: Annotated[int, typer.Option(help="With --workers: frames each chunk inside a shot shares with the one before, cross-faded so no seam shows.")] = SCALE.overlap,
 ) -> None:
     """Apply the style of a painting to every frame of a video; sound and timing are kept.
 
@@ -112,6 +117,9 @@ def stylize_video(
                     on_event=renderer)
             common.print_preview(summary, quiet)
             return
+        scale = common.scale_config(workers, ray_address, max_chunk=max_chunk, overlap=overlap)
+        if scale is not None:
+            return _distributed(input, output, job, video, encode, scale, temporal, overwrite, quiet, report)
         with common.EventRenderer(quiet) as renderer:
             summary = run_job(input, output, job, video, encode, overwrite=overwrite, on_event=renderer,
                               temporal=temporal, report_path=report)
@@ -128,6 +136,21 @@ def stylize_video(
             steadiness = f"warping error {error:.5f}" if error is not None else "no frame pair had trusted pixels"
             common.print_line(f"Stability report: {report} ({steadiness}, mean style loss {summary['style_loss']:.4f}; "
                               f"plot {report.with_suffix('.png')})", quiet)
+
+
+def _distributed(input, output, job, video, encode, scale, temporal, overwrite, quiet, report) -> None:
+    from pipeline.scale.video import stylize_video_distributed
+
+    if report is not None:
+        raise common.fail("--report is not available with --workers yet (make bench-scale measures the seams)",
+                          common.EXIT_USAGE)
+    with common.EventRenderer(quiet) as renderer:
+        summary = stylize_video_distributed(input, output, job, video, encode, scale, temporal=temporal,
+                                            overwrite=overwrite, on_event=renderer)
+    common.print_line(
+        f"Wrote {summary['output']} ({summary['width']}x{summary['height']}, {summary['frames']} frames, "
+        f"{summary['shots']} shots in {summary['chunks']} chunks) in {common.format_seconds(summary['seconds'])} "
+        f"on {summary['device']}", quiet)
 
 
 def main() -> None:

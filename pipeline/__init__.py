@@ -6,7 +6,8 @@ The tree is the map (docs/design.md has the picture):
     engine/    VGG19 weights and features, losses, style targets, the per-image optimisation
     media/     images, video (PyAV), frame folders, optical flow
     jobs/      the single-image, folder and video jobs, resume, temporal stability, the report
-    bench/     the benchmarks (`make bench`, `make bench-temporal`); not part of the API
+    scale/     spreading folder and video jobs over Ray workers (optional extra; docs/scale-out.md)
+    bench/     the benchmarks (`make bench`, `make bench-temporal`, `make bench-scale`); not part of the API
 
 Before the library was grouped into these sub-packages every module sat directly in ``pipeline/``.
 Code written against those paths (``from pipeline.optimize import Stylizer``,

@@ -251,3 +251,36 @@ class PreviewConfig:
             raise ConfigError("--preview-style-weights must not be negative")
         if any(s <= 0 for s in self.style_scales):
             raise ConfigError("--preview-style-scales must be positive")
+
+
+@dataclass(frozen=True)
+class ScaleConfig:
+    """Spreading a folder job over Ray workers (``--workers`` / ``--ray-address``); see docs/scale-out.md.
+
+    A job without a ScaleConfig runs in one process and never imports Ray.
+    """
+
+    workers: int | str = "auto"  # a number, or "auto": one per GPU, else one per CPU_CORES_PER_WORKER cores
+    address: str | None = None  # None: start a local Ray; "auto" or "HOST:PORT": join a running cluster
+    threads: int | None = None  # torch threads per CPU worker; None = the cluster's cores / workers
+    in_flight: int = 2  # images queued per worker: one running, one ready, so a worker never waits
+    max_restarts: int = 3  # times Ray restarts a dead worker (a killed process, a lost node)
+    max_attempts: int = 3  # an image whose worker dies this often is listed as failed, not retried forever
+    # Videos: a shot longer than max_chunk frames is cut into chunks (10 s at 24 fps: long enough that
+    # the chain settles, short enough to spread a film over many GPUs); each chunk inside a shot also
+    # renders `overlap` frames of the chunk before it, cross-faded there so that no seam shows.
+    max_chunk: int = 240
+    overlap: int = 8
+
+    def __post_init__(self) -> None:
+        from pipeline.errors import ConfigError
+
+        if self.workers != "auto" and (not isinstance(self.workers, int) or self.workers < 1):
+            raise ConfigError(f"--workers must be 'auto' or a positive whole number (got {self.workers!r})")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads per worker must be at least 1 (got {self.threads})")
+        if self.in_flight < 1 or self.max_attempts < 1 or self.max_restarts < 0:
+            raise ConfigError("in_flight and max_attempts must be at least 1, max_restarts at least 0")
+        if self.max_chunk < 1 or not 0 <= self.overlap < self.max_chunk:
+            raise ConfigError(f"--max-chunk must be at least 1 and --overlap between 0 and --max-chunk - 1 "
+                              f"(got {self.max_chunk}, {self.overlap})")

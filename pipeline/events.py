@@ -43,6 +43,7 @@ class ItemDone:
     output: Path | None
     seconds: float
     losses: dict[str, float] = field(default_factory=dict)
+    worker: str | None = None  # which worker made it, in a distributed job ("w1", "w2", ...)
 
 
 @dataclass
@@ -76,11 +77,22 @@ class PreviewPlanned:
 
 
 @dataclass
+class WorkerStarted:
+    """A distributed job's worker is ready (again, after a restart): where it runs."""
+
+    name: str  # "w1", "w2", ...: stable over restarts
+    host: str
+    pid: int
+    device: str
+
+
+@dataclass
 class JobFinished:
     summary: dict
 
 
 Event = (JobStarted | Iteration | ItemStarted | ItemDone | ItemSkipped | ItemFailed | Notice | PreviewPlanned
+         | WorkerStarted
          | JobFinished)
 EventCallback = Callable[[Event], None]
 

@@ -8,15 +8,14 @@ each result atomically. An output is complete iff it exists under its final name
 
 from __future__ import annotations
 
-import json
+import contextlib
 import queue
 import threading
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.config import FolderConfig, JobConfig
+from pipeline.config import FolderConfig, JobConfig, ScaleConfig
 from pipeline.errors import ConfigError, DeviceMemoryError, InputError, OutputWriteError, StylizeError
 from pipeline.events import (
     EventCallback,
@@ -39,6 +38,7 @@ from pipeline.jobs.folder_plan import (  # noqa: F401  (re-exported: the folder 
     remove_stale_parts,
     write_manifest,
 )
+from pipeline.jobs.folder_report import counts, record, write_report  # noqa: F401  (write_report: re-exported)
 from pipeline.jobs.lock import job_lock
 from pipeline.jobs.write_errors import output_write_error, refused_write
 
@@ -153,13 +153,16 @@ class _Run:
         with self.lock:
             self.on_event(event)
 
-    def finish(self, item: WorkItem, status: str, seconds: float = 0.0, error: str | None = None) -> None:
+    def finish(self, item: WorkItem, status: str, seconds: float = 0.0, error: str | None = None,
+               worker: str | None = None) -> None:
         with self.lock:
             self.records[item.rel].update(status=status, seconds=round(seconds, 3), error=error)
+            if worker is not None:
+                self.records[item.rel]["worker"] = worker
             if status == "failed":
                 self.on_event(ItemFailed(item.rel, error))
             else:
-                self.on_event(ItemDone(item.rel, item.output, seconds))
+                self.on_event(ItemDone(item.rel, item.output, seconds, worker=worker))
 
     def warn_once(self, key: str, message: str) -> None:
         if key not in self.warned:
@@ -167,23 +170,83 @@ class _Run:
             self.emit(Notice(message))
 
 
-def _write(run: _Run, job: _Loaded, image, seconds: float) -> None:
+def _save(job: _Loaded, image, quality: int) -> tuple[str | None, tuple[str, str] | None]:
+    """Save one stylized image ([1, 3, h, w]) atomically; returns (error, warning as (key, message)).
+
+    A device that is full or read-only raises its OSError instead: every later write would fail too,
+    so that stops the job rather than failing one image (atomic_write has removed the temporary file).
+    """
     from pipeline.media.images import FORMATS_WITH_ALPHA, save_image
 
-    start = time.perf_counter()
     try:
-        save_image(image, job.item.output, alpha=job.alpha, info=job.info, quality=run.config.quality, fmt=job.fmt)
+        save_image(image, job.item.output, alpha=job.alpha, info=job.info, quality=quality, fmt=job.fmt)
     except (StylizeError, OSError, ValueError) as exc:  # PIL refusing the data, a name too long, ...
         if (code := refused_write(exc)) is not None:
-            # The device is full or read-only: every later write would fail too, so the job stops here
-            # (the writer's error ends the run; atomic_write has already removed the temporary file).
-            raise _write_refused(code, run) from exc
-        run.finish(job.item, "failed", error=f"{job.item.output}: cannot write ({exc})")
-        return
+            raise OSError(code, str(exc)) from exc
+        return f"{job.item.output}: cannot write ({exc})", None
     if job.alpha is not None and job.fmt not in FORMATS_WITH_ALPHA:
-        run.warn_once("alpha", f"{job.fmt} cannot hold transparency: alpha channels are dropped "
+        return None, ("alpha", f"{job.fmt} cannot hold transparency: alpha channels are dropped "
                       f"(first: {job.item.rel}); use --format png to keep them")
+    return None, None
+
+
+def _write(run: _Run, job: _Loaded, image, seconds: float) -> None:
+    start = time.perf_counter()
+    try:
+        error, warning = _save(job, image, run.config.quality)
+    except OSError as exc:
+        raise _write_refused(refused_write(exc), run) from exc
+    if error is not None:
+        run.finish(job.item, "failed", error=error)
+        return
+    if warning is not None:
+        run.warn_once(*warning)
     run.finish(job.item, "done", seconds + time.perf_counter() - start)
+
+
+def _animated(job: _Loaded) -> str:
+    return f"{job.item.rel}: animated ({job.n_frames} frames); only the first is stylized"
+
+
+OOM_ERROR = "out of GPU memory at this size (try a smaller --size)"
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """What one image came to in a worker process (picklable: it travels back to the driver)."""
+
+    status: str  # "done", "failed", or "refused": the device refused the write (the job must stop)
+    seconds: float = 0.0
+    error: str | None = None
+    refused: int | None = None  # with "refused": the errno (ENOSPC, EROFS, ...)
+    warnings: tuple[tuple[str | None, str], ...] = ()  # (key: shown once per job, or None: always; message)
+
+
+def stylize_item(stylizer, item: WorkItem, quality: int) -> ItemResult:
+    """One image from its file to its output file, batch size 1: the folder job's steps for a worker.
+
+    Same decode, resize, stylize and atomic save as the one-process job, so the pixels are the same.
+    """
+    import torch
+
+    job = _prepare(item, stylizer.config.size, stylizer.features.min_size)
+    if isinstance(job, _Failed):
+        return ItemResult("failed", error=job.error)
+    warnings = [(None, _animated(job))] if job.n_frames > 1 else []
+    start = time.perf_counter()
+    try:
+        result = stylizer.stylize(torch.cat([job.content]))
+    except DeviceMemoryError:
+        return ItemResult("failed", error=f"{item.source}: {OOM_ERROR}")
+    except StylizeError as exc:
+        return ItemResult("failed", error=f"{item.source}: {exc}")
+    try:
+        error, warning = _save(job, result.image.cpu()[0:1], quality)
+    except OSError as exc:  # full or read-only: the driver stops the job (a worker must not carry on)
+        return ItemResult("refused", error=f"{job.item.output}: {exc}", refused=refused_write(exc))
+    if error is not None:
+        return ItemResult("failed", error=error)
+    return ItemResult("done", time.perf_counter() - start, warnings=tuple(warnings + ([warning] if warning else [])))
 
 
 def _stylize_batch(run: _Run, stylizer, batch: list[_Loaded], writes: queue.Queue) -> None:
@@ -194,7 +257,7 @@ def _stylize_batch(run: _Run, stylizer, batch: list[_Loaded], writes: queue.Queu
     run.emit(ItemStarted(names, total))
     for job in batch:
         if job.n_frames > 1:
-            run.emit(Notice(f"{job.item.rel}: animated ({job.n_frames} frames); only the first is stylized"))
+            run.emit(Notice(_animated(job)))
     start = time.perf_counter()
     try:
         result = stylizer.stylize(torch.cat([job.content for job in batch]),
@@ -210,7 +273,7 @@ def _stylize_batch(run: _Run, stylizer, batch: list[_Loaded], writes: queue.Queu
                 _stylize_batch(run, stylizer, [job], writes)
             return
         result = None
-        error = "out of GPU memory at this size (try a smaller --size)"
+        error = OOM_ERROR
     except StylizeError as exc:
         result, error = None, str(exc)
     if result is None:
@@ -273,18 +336,6 @@ def _run_items(run: _Run, stylizer, todo: list[WorkItem], batch_size: int) -> No
 # -------------------------------------------------------------------------------------------- the job
 
 
-def _record(item: WorkItem, status: str) -> dict:
-    return {"input": item.rel, "output": str(item.output), "status": status, "seconds": 0.0, "error": None}
-
-
-def write_report(path: Path, summary: dict) -> None:
-    """The machine-readable report: the summary and one record per file (written atomically)."""
-    from pipeline.media.images import atomic_write
-
-    body = json.dumps(summary, indent=2, default=str)
-    atomic_write(Path(path), lambda tmp: tmp.write_text(body + "\n"))
-
-
 def stylize_folder(
     input_dir: Path,
     output_dir: Path,
@@ -295,12 +346,15 @@ def stylize_folder(
     report: Path | None = None,
     on_event: EventCallback = ignore,
     stylizer=None,
+    scale: ScaleConfig | None = None,
 ) -> dict:
     """Stylize every image under ``input_dir`` into ``output_dir``; returns the summary.
 
     One bad file never stops the job: it is reported (ItemFailed) and listed in the summary. Options
     that contradict earlier outputs, or unusable folders, raise before any work. On an interrupt, the
     outputs finished so far stay, the report (if asked for) is still written, and the exception goes on.
+    With ``scale``, the images are spread over Ray workers (pipeline/scale/folder.py); the plan,
+    manifest, resume, records and events stay this function's, so both paths behave the same.
     """
     from pipeline.jobs.common import check_styles, job_fingerprint
 
@@ -310,46 +364,61 @@ def stylize_folder(
     if report is not None and Path(report).resolve().is_relative_to(input_dir.resolve()):
         raise ConfigError(f"{report}: the report must not be written inside the input folder {input_dir}")
     fingerprint = job_fingerprint(job, output={"format": config.format, "quality": config.quality})
-    # One job per output folder, held from before it decides what is done until the report is out.
-    with nullcontext() if dry_run else job_lock(output_dir, on_event=on_event):
-        return _locked_run(plan, job, config, fingerprint, dry_run, report, on_event, stylizer)
+    # One job per output folder, held from before it decides what is done until the report is out; with
+    # --workers the driver holds it for all of them.
+    with contextlib.nullcontext() if dry_run else job_lock(output_dir, on_event=on_event):
+        return _locked_run(plan, job, config, fingerprint, dry_run, report, on_event, stylizer, scale)
 
 
 def _locked_run(plan: FolderPlan, job: JobConfig, config: FolderConfig, fingerprint: dict, dry_run: bool,
-                report: Path | None, on_event: EventCallback, stylizer) -> dict:
+                report: Path | None, on_event: EventCallback, stylizer, scale: ScaleConfig | None) -> dict:
     """The folder job once its output is locked: what is done, the stylizing, the summary and report."""
     from pipeline.jobs.common import build_stylizer
 
     input_dir, output_dir = plan.input_dir, plan.output_dir
     finished = finished_outputs(plan, fingerprint, config.overwrite, dry_run=dry_run, on_event=on_event)
-    records = {item.rel: _record(item, "skipped" if item.rel in finished else "pending") for item in plan.items}
+    records = {item.rel: record(item, "skipped" if item.rel in finished else "pending") for item in plan.items}
     todo = [item for item in plan.items if item.rel not in finished]
     summary = {"input": str(input_dir), "output": str(output_dir), "dry_run": dry_run, "images": len(plan.items)}
     start = time.perf_counter()
     run = _Run(plan, config, on_event, records)
     try:
-        if not dry_run:
-            if not plan.items:
-                raise InputError(f"{input_dir}: no images found ({len(plan.ignored)} other files; images are "
-                                 "read from .jpg .jpeg .png .webp .tif .tiff .bmp .gif)")
-            stylizer = stylizer or build_stylizer(job)
-            summary["setup_seconds"] = round(time.perf_counter() - start, 3)
-            start = time.perf_counter()  # the rate below is the stylizing's, not the network loading's
-            summary["device"] = str(stylizer.device)
-            summary["batch_size"] = resolve_batch_size(config.batch_size, stylizer.device, stylizer.config.size)
-            output_dir.mkdir(parents=True, exist_ok=True)
-            if removed := remove_stale_parts(output_dir):
-                run.emit(Notice(f"removed {removed} half-written temporary files left by an interrupted run"))
-            write_manifest(output_dir, fingerprint, input_dir)
-            run.emit(JobStarted("folder", len(plan.items), "image", output_dir.name or str(output_dir),
-                                done=len(finished)))
-            _run_items(run, stylizer, todo, summary["batch_size"])
-    except OSError as exc:  # the manifest could not be written: the device is full or read-only
+        with contextlib.ExitStack() as stack:
+            if not dry_run:
+                if not plan.items:
+                    raise InputError(f"{input_dir}: no images found ({len(plan.ignored)} other files; images are "
+                                     "read from .jpg .jpeg .png .webp .tif .tiff .bmp .gif)")
+                if scale is None:
+                    stylizer = stylizer or build_stylizer(job)
+                    summary["device"] = str(stylizer.device)
+                    summary["batch_size"] = resolve_batch_size(config.batch_size, stylizer.device,
+                                                               stylizer.config.size)
+                else:
+                    from pipeline.scale.folder import WorkerPool  # imports Ray: only on this path
+
+                    pool = stack.enter_context(WorkerPool(job, scale, plan, config.quality, run))
+                    summary["device"], summary["batch_size"] = pool.description, 1
+                    if config.batch_size not in ("auto", 1):
+                        run.emit(Notice(f"--batch-size {config.batch_size} is ignored with --workers: each worker "
+                                        "takes one image at a time"))
+                summary["setup_seconds"] = round(time.perf_counter() - start, 3)
+                start = time.perf_counter()  # the rate below is the stylizing's, not the network loading's
+                output_dir.mkdir(parents=True, exist_ok=True)
+                if removed := remove_stale_parts(output_dir):
+                    run.emit(Notice(f"removed {removed} half-written temporary files left by an interrupted run"))
+                write_manifest(output_dir, fingerprint, input_dir)
+                run.emit(JobStarted("folder", len(plan.items), "image", output_dir.name or str(output_dir),
+                                    done=len(finished)))
+                if scale is None:
+                    _run_items(run, stylizer, todo, summary["batch_size"])
+                else:
+                    summary["retried"] = pool.run(todo)
+    except OSError as exc:  # the manifest or an image could not be written: the device is full or read-only
         if (code := refused_write(exc)) is None:
             raise
         raise _write_refused(code, run) from exc
     finally:
-        summary.update(_counts(plan, records, time.perf_counter() - start))
+        summary.update(counts(plan, records, time.perf_counter() - start))
         if report is not None:
             _write_report_if_possible(report, summary)
     if not dry_run:
@@ -358,7 +427,7 @@ def _locked_run(plan: FolderPlan, job: JobConfig, config: FolderConfig, fingerpr
 
 
 def _write_refused(code: int, run: _Run) -> OutputWriteError:
-    done = sum(record["status"] in ("done", "skipped") for record in run.records.values())
+    done = sum(entry["status"] in ("done", "skipped") for entry in run.records.values())
     return output_write_error(code, run.plan.output_dir, f"{done} of {len(run.records)} images done, "
                               "the rest not written")
 
@@ -377,29 +446,3 @@ def _write_report_if_possible(report: Path, summary: dict) -> None:
         if not stopping:
             raise output_write_error(code, Path(report).parent, f"the job ran to its end but the report {report} "
                                      "was not written") from exc
-
-
-def _counts(plan: FolderPlan, records: dict[str, dict], seconds: float) -> dict:
-    by_status: dict[str, int] = {}
-    for record in records.values():
-        by_status[record["status"]] = by_status.get(record["status"], 0) + 1
-    ignored_types: dict[str, int] = {}
-    for rel, _why in plan.ignored:
-        suffix = "hidden" if rel.rsplit("/", 1)[-1].startswith(".") else (Path(rel).suffix.lower() or "no extension")
-        ignored_types[suffix] = ignored_types.get(suffix, 0) + 1
-    done = by_status.get("done", 0)
-    files = list(records.values()) + [
-        {"input": rel, "output": None, "status": "ignored", "seconds": 0.0, "error": why} for rel, why in plan.ignored
-    ]
-    return {
-        "done": done,
-        "skipped": by_status.get("skipped", 0),  # complete from an earlier run
-        "failed": [{"input": r["input"], "error": r["error"]} for r in records.values() if r["status"] == "failed"],
-        "pending": by_status.get("pending", 0),  # not reached: a dry run, or an interrupted one
-        "ignored": len(plan.ignored),
-        "ignored_types": ignored_types,
-        "excluded": plan.excluded,
-        "seconds": round(seconds, 3),
-        "images_per_minute": round(done / seconds * 60, 3) if done and seconds > 0 else None,
-        "files": files,
-    }

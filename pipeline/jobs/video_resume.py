@@ -27,8 +27,9 @@ class JobFolder:
         self.frames = self.path / "frames"
         self.state = self.path / "state.json"
 
-    def frame_path(self, index: int) -> Path:
-        return self.frames / f"{index:06d}.png"
+    def frame_path(self, index: int, kind: str = "") -> Path:
+        """``kind`` names a second copy of a frame: ".lead" for a chunk's overlap (pipeline/scale/video.py)."""
+        return self.frames / f"{index:06d}{kind}.png"
 
     def open(self, fingerprint: dict, overwrite: bool) -> int:
         """Prepare the folder; return how many frames an earlier run already finished."""
@@ -60,14 +61,14 @@ class JobFolder:
             done += 1
         return done
 
-    def save(self, index: int, rgb: np.ndarray) -> None:
+    def save(self, index: int, rgb: np.ndarray, kind: str = "") -> None:
         ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
         if not ok:
             raise RuntimeError(f"could not encode frame {index} as PNG")
-        _write_atomically(self.frame_path(index), data.tobytes())
+        _write_atomically(self.frame_path(index, kind), data.tobytes())
 
-    def load(self, index: int, shape: tuple[int, ...]) -> np.ndarray:
-        path = self.frame_path(index)
+    def load(self, index: int, shape: tuple[int, ...], kind: str = "") -> np.ndarray:
+        path = self.frame_path(index, kind)
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None or bgr.shape != shape:
             raise InputError(f"{path}: damaged saved frame; delete {self.path} (or use --overwrite) to start over")

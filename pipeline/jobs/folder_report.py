@@ -1,0 +1,46 @@
+"""The folder job's records and report: one record per file, the summary counts, the JSON report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipeline.jobs.folder_plan import FolderPlan, WorkItem
+
+
+def record(item: WorkItem, status: str) -> dict:
+    return {"input": item.rel, "output": str(item.output), "status": status, "seconds": 0.0, "error": None}
+
+
+def write_report(path: Path, summary: dict) -> None:
+    """The machine-readable report: the summary and one record per file (written atomically)."""
+    from pipeline.media.images import atomic_write
+
+    body = json.dumps(summary, indent=2, default=str)
+    atomic_write(Path(path), lambda tmp: tmp.write_text(body + "\n"))
+
+
+def counts(plan: FolderPlan, records: dict[str, dict], seconds: float) -> dict:
+    by_status: dict[str, int] = {}
+    for entry in records.values():
+        by_status[entry["status"]] = by_status.get(entry["status"], 0) + 1
+    ignored_types: dict[str, int] = {}
+    for rel, _why in plan.ignored:
+        suffix = "hidden" if rel.rsplit("/", 1)[-1].startswith(".") else (Path(rel).suffix.lower() or "no extension")
+        ignored_types[suffix] = ignored_types.get(suffix, 0) + 1
+    done = by_status.get("done", 0)
+    files = list(records.values()) + [
+        {"input": rel, "output": None, "status": "ignored", "seconds": 0.0, "error": why} for rel, why in plan.ignored
+    ]
+    return {
+        "done": done,
+        "skipped": by_status.get("skipped", 0),  # complete from an earlier run
+        "failed": [{"input": r["input"], "error": r["error"]} for r in records.values() if r["status"] == "failed"],
+        "pending": by_status.get("pending", 0),  # not reached: a dry run, or an interrupted one
+        "ignored": len(plan.ignored),
+        "ignored_types": ignored_types,
+        "excluded": plan.excluded,
+        "seconds": round(seconds, 3),
+        "images_per_minute": round(done / seconds * 60, 3) if done and seconds > 0 else None,
+        "files": files,
+    }
