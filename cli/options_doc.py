@@ -16,6 +16,7 @@ import sys
 import typing
 from dataclasses import dataclass
 
+import typer
 import typer.models
 
 # (command name, module, the Typer app's command function, one line of context)
@@ -65,6 +66,8 @@ def command_params(function) -> list[Param]:
     params = []
     for name, parameter in inspect.signature(function).parameters.items():
         annotated = hints[name]
+        if annotated is typer.Context:  # the invocation itself, not something the user types
+            continue
         annotation, *extras = typing.get_args(annotated)
         info = next(e for e in extras if isinstance(e, typer.models.ParameterInfo))
         help_text = " ".join((info.help or "").split())
