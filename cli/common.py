@@ -40,7 +40,9 @@ StyleBlend = Annotated[str | None, typer.Option(help="Blend weights for STYLE an
 Pooling = Annotated[str, typer.Option(help="VGG pooling: max or avg.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Weights = Annotated[str, typer.Option(help="VGG19 weights: original (bundled), torchvision (downloads), or a state-dict file.")]
-Precision = Annotated[str, typer.Option(help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16.")]
+Precision = Annotated[str, typer.Option(
+    help="auto (bf16 convolutions on CUDA and on CPUs with native bf16: AVX512-BF16/AMX or Arm BF16; "
+         "fp32 elsewhere), fp32 or bf16. Gram matrices and losses stay fp32.")]
 
 console = Console(stderr=True, highlight=False)
 
