@@ -3,6 +3,7 @@ network's precision on it (``--precision auto``: bf16 where the hardware compute
 
 from __future__ import annotations
 
+import functools
 import platform
 
 import torch
@@ -29,8 +30,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 # CPU features that mean "bf16 dot products in hardware", as /proc/cpuinfo spells them. Without
 # them oneDNN still accepts bf16 on any AVX-512 CPU, but emulates it (converting to fp32 and back),
-# so there is no speed to gain and precision to lose: that is why torch's mkldnn bf16 check, true on
-# every AVX-512 CPU, is not the test on x86.
+# so there is no speed to gain for the precision given up: that is why torch's mkldnn bf16 check,
+# true on every AVX-512 CPU, is not the test on x86.
 X86_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 ARM_BF16_FLAGS = frozenset({"bf16"})  # Armv8.6 BFDOT/BFMMLA (Graviton 3/4, Neoverse V1/V2/N2, ...)
 
@@ -65,20 +66,19 @@ def cpu_bf16_flags() -> frozenset[str]:
         flags.add("avx512_bf16")
     if getattr(cpu, "_is_amx_tile_supported", lambda: False)():
         flags.add("amx_bf16")  # every AMX CPU so far (Sapphire Rapids on) has AMX-BF16
-    if platform.machine().lower() in ("aarch64", "arm64") and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        flags.add("bf16")  # on Arm this check is cpuinfo's own BF16 feature bit
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        try:  # on Arm this check is cpuinfo's own BF16 feature bit
+            if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+                flags.add("bf16")
+        except (AttributeError, RuntimeError):  # a build without oneDNN: fp32, as before
+            pass
     return frozenset(flags & (X86_BF16_FLAGS | ARM_BF16_FLAGS))
 
 
-_CPU_BF16: bool | None = None
-
-
+@functools.cache
 def cpu_has_native_bf16() -> bool:
     """``cpu_computes_bf16`` for this machine, detected once per process."""
-    global _CPU_BF16
-    if _CPU_BF16 is None:
-        _CPU_BF16 = cpu_computes_bf16(platform.machine(), cpu_bf16_flags())
-    return _CPU_BF16
+    return cpu_computes_bf16(platform.machine(), cpu_bf16_flags())
 
 
 def autocast_dtype(precision: str, device_type: str, cpu_bf16: bool) -> torch.dtype | None:
