@@ -71,9 +71,10 @@ out/%.styled.mp4: $(SRC_DIR)/%.avi | $(HERE_SETUP)
 bench: setup
 	$(BIN)/python -m pipeline.bench
 
-# Steadiness, style and speed of --init frame / previous / warped on real clips (tens of minutes on a CPU).
+# Steadiness, style and speed of --init frame / previous / warped on real clips, and the content drift
+# of the warped runs (docs/video-drift.md: each frame stylized again on its own; an hour or more on a CPU).
 bench-temporal: setup
-	$(BIN)/python -m pipeline.bench.temporal --long-term 5
+	$(BIN)/python -m pipeline.bench.temporal --long-term 5 --drift
 
 # A photo folder on 1 and 2 single-threaded Ray workers vs one process (docs/scale-out.md; minutes).
 bench-scale: setup

@@ -41,7 +41,9 @@ def stylize_video(
     scene_cut: Annotated[float, typer.Option(help="--init warped: a frame whose flow explains less than this share of its pixels is a new shot and starts from its own content.")] = TEMPORAL.scene_cut,
     flow_preset: Annotated[str, typer.Option(help="Optical flow (OpenCV DIS) preset: ultrafast, fast or medium.")] = TEMPORAL.flow_preset,
     long_term: Annotated[int, typer.Option(help="--init warped: also hold each frame to the stylized frame this many frames back where the previous frame cannot vouch for a pixel (reappearing background); 0 = off.")] = TEMPORAL.long_term,
+    content_blend: Annotated[float, typer.Option(help="--init warped: share of each frame's own content mixed into its warped start, so that a long clip keeps its content instead of drifting toward the style (0 = off; more = closer to each frame's content, less stylized).")] = TEMPORAL.content_blend,
     report: Annotated[Path | None, typer.Option(help="Write a stability report (warping error per frame and overall, seconds per frame, style and content loss per frame) as JSON, and a PNG plot beside it.")] = None,
+    report_drift: Annotated[bool, typer.Option(help="--report: also measure content drift, how far the chained frames moved from the same frames stylized on their own (frames 1-20, the last 20 and every 10th: each is stylized again with --first-iterations, which takes time).")] = False,
     start: Annotated[float, typer.Option(help="Start this many seconds into the input.")] = VIDEO.start,
     duration: Annotated[float | None, typer.Option(help="Stylize only this many seconds.")] = VIDEO.duration,
     max_frames: Annotated[int | None, typer.Option(help="Stylize at most this many frames (quick previews).")] = VIDEO.max_frames,
@@ -100,7 +102,7 @@ def stylize_video(
         video = VideoConfig(size=size, first_iterations=first_iterations, iterations=iterations, init=init,
                             start=start, duration=duration, max_frames=max_frames, fps=fps)
         temporal = TemporalConfig(weight=temporal_weight, scene_cut=scene_cut, flow_preset=flow_preset,
-                                  long_term=long_term)
+                                  long_term=long_term, content_blend=content_blend)
         encode = EncodeConfig(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, output_size=output_size)
         if preview:
             if style_blend:
@@ -122,7 +124,7 @@ def stylize_video(
             return _distributed(input, output, job, video, encode, scale, temporal, overwrite, quiet, report)
         with common.EventRenderer(quiet) as renderer:
             summary = run_job(input, output, job, video, encode, overwrite=overwrite, on_event=renderer,
-                              temporal=temporal, report_path=report)
+                              temporal=temporal, report_path=report, report_drift=report_drift)
         resumed = f" ({summary['resumed_frames']} from an earlier run)" if summary["resumed_frames"] else ""
         common.print_line(
             f"Wrote {summary['output']} ({summary['width']}x{summary['height']}, {summary['frames']} frames"
@@ -136,6 +138,10 @@ def stylize_video(
             steadiness = f"warping error {error:.5f}" if error is not None else "no frame pair had trusted pixels"
             common.print_line(f"Stability report: {report} ({steadiness}, mean style loss {summary['style_loss']:.4f}; "
                               f"plot {report.with_suffix('.png')})", quiet)
+            if (drift := summary.get("drift")) and drift["first"] is not None and drift["last"] is not None:
+                common.print_line(f"Content drift (luminance vs each frame stylized on its own, 0-1): "
+                                  f"{drift['first']:.4f} over the first frames, {drift['last']:.4f} over the "
+                                  f"last", quiet)
 
 
 def _distributed(input, output, job, video, encode, scale, temporal, overwrite, quiet, report) -> None:

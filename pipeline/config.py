@@ -115,6 +115,9 @@ class TemporalConfig:
     # --long-term K: also hold each frame to the stylized frame K frames back, where the previous
     # frame cannot vouch for a pixel (it was hidden there but visible K frames ago). 0 = off.
     long_term: int = 0
+    # --content-blend: share of the frame's own content mixed into each warped start, so that a long
+    # chain keeps its content (pipeline/jobs/temporal.py blend_content, docs/video-drift.md). 0 = off.
+    content_blend: float = 0.2
 
     def __post_init__(self) -> None:
         from pipeline.errors import ConfigError
@@ -127,6 +130,8 @@ class TemporalConfig:
             raise ConfigError(f"--scene-cut must be between 0 and 1 (got {self.scene_cut})")
         if self.long_term < 0 or self.long_term == 1:
             raise ConfigError(f"--long-term must be 0 (off) or at least 2 frames (got {self.long_term})")
+        if not 0 <= self.content_blend < 1:
+            raise ConfigError(f"--content-blend must be at least 0 and below 1 (got {self.content_blend})")
         if self.flow_preset not in FLOW_PRESETS:
             raise ConfigError(f"--flow-preset must be one of {', '.join(FLOW_PRESETS)} (got {self.flow_preset!r})")
 

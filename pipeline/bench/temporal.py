@@ -11,7 +11,10 @@ than the motion it shows.
     python -m pipeline.bench.temporal --clip a.mp4@256 --frames 10
 
 It prints a Markdown table (the one in the README) and writes JSON and, per clip, a PNG plot of the
-warping error per frame of every init and of the input to bench-results/.
+warping error per frame of every init and of the input to bench-results/. With ``--drift`` the
+warped runs also measure content drift (chained frames against the same frames stylized on their
+own, docs/video-drift.md), drawn under the warping error; ``--no-content-blend`` adds a warped
+run without the content blend, to compare.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from pipeline.config import EncodeConfig, EngineConfig, JobConfig, StyleImage, T
 from pipeline.errors import StylizeError
 from pipeline.events import ItemDone
 from pipeline.jobs.common import build_stylizer
-from pipeline.jobs.stability import video_frames, warping_errors, write_plot
+from pipeline.jobs.stability import drift_curve, video_frames, warping_errors, write_plot
 from pipeline.jobs.video import LONG_TERM_STRIDE, stylize_video, to_work_size
 from pipeline.media.images import fit_long_side
 
@@ -62,6 +65,7 @@ class Run:
     per_frame: list[float | None]  # warping error of each pair of frames
     long_term_warping_error: float | None  # between frames LONG_TERM_STRIDE apart (None: clip too short)
     frame_seconds: list[float]  # stylizing time of each frame
+    drift: dict  # the stability report's content drift ({} when not measured)
 
 
 def parse_clip(spec: str) -> tuple[Path, int]:
@@ -78,26 +82,34 @@ def input_warping_errors(clip: Path, frames: int, work_size: tuple[int, int], pr
     return warping_errors(inputs(), inputs(), preset, stride=stride)
 
 
+def run_label(init: str, temporal: TemporalConfig) -> str:
+    if init != "warped":
+        return init
+    return ", ".join(["warped", *([f"long-term {temporal.long_term}"] if temporal.long_term else []),
+                      *(["no content blend"] if temporal.content_blend == 0 else [])])
+
+
 def run_init(clip: Path, init: str, job: JobConfig, video: VideoConfig, temporal: TemporalConfig, stylizer,
-             tmp: Path, log) -> Run:
+             tmp: Path, log, drift: bool = False) -> Run:
     seconds: list[float] = []
-    label = f"{init}, long-term {temporal.long_term}" if init == "warped" and temporal.long_term else init
+    label = run_label(init, temporal)
 
     def on_event(event) -> None:
         if isinstance(event, ItemDone):
             seconds.append(event.seconds)
             log(f"  {label}: {event.name} {event.seconds:.1f} s")
 
-    name = f"{clip.stem}-{init}-{temporal.long_term}"
+    name = f"{clip.stem}-{init}-{temporal.long_term}-{temporal.content_blend}"
     report_path = tmp / f"{name}.json"
     video = VideoConfig(**{**asdict(video), "init": init})
     stylize_video(clip, tmp / f"{name}.mp4", job, video, EncodeConfig(), overwrite=True,
-                  on_event=on_event, stylizer=stylizer, temporal=temporal, report_path=report_path)
+                  on_event=on_event, stylizer=stylizer, temporal=temporal, report_path=report_path,
+                  report_drift=drift and init == "warped")
     report = json.loads(report_path.read_text())
     return Run(str(clip), label, report["frames"], report["width"], report["height"], report["warping_error"],
                report["losses"]["style"], report["losses"]["content"], float(np.mean(seconds)),
                float(np.median(seconds[1:])) if len(seconds) > 1 else None, report["per_frame"],
-               report["long_term"].get("warping_error"), seconds)
+               report["long_term"].get("warping_error"), seconds, report["drift"])
 
 
 def bench_clip(clip: Path, size: int, args, stylizer, job: JobConfig, log) -> dict:
@@ -111,17 +123,22 @@ def bench_clip(clip: Path, size: int, args, stylizer, job: JobConfig, log) -> di
     plans = [(init, temporal) for init in args.inits]
     if args.long_term:
         plans.append(("warped", dataclasses.replace(temporal, long_term=args.long_term)))
+    if args.no_content_blend:
+        plans.append(("warped", dataclasses.replace(temporal, content_blend=0.0)))
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for init, settings in plans:
             log(f"{clip.name} at {work_size[1]}x{work_size[0]}, --init {init}, long-term {settings.long_term}")
-            runs.append(run_init(clip, init, job, video, settings, stylizer, Path(tmp), log))
+            runs.append(run_init(clip, init, job, video, settings, stylizer, Path(tmp), log, args.drift))
     floor = input_warping_errors(clip, args.frames, work_size, temporal.flow_preset)
     far_floor = input_warping_errors(clip, args.frames, work_size, temporal.flow_preset, LONG_TERM_STRIDE)
     curves = {f"--init {r.init}": r.per_frame for r in runs}
     plot = args.out / f"bench-temporal-{clip.stem}.png"
     plot.parent.mkdir(parents=True, exist_ok=True)
-    write_plot({**curves, "input video": floor.per_frame}, plot, width=720, height=300,
+    drifts = {f"--init {r.init}": drift_curve(r.drift, r.frames) for r in runs if r.drift}
+    below = ({**drifts}, {"title": "content drift per frame (luminance at 1/4 size, vs the frame stylized alone)",
+                          "x_label": "frame"}) if drifts else None
+    write_plot({**curves, "input video": floor.per_frame}, plot, width=720, height=300, below=below,
                title=f"warping error per frame: {clip.name}, {work_size[1]}x{work_size[0]}")
     settings = {k: v for k, v in asdict(video).items() if k != "init"}  # each run has its own init
     return {"clip": str(clip), "work_size": [work_size[1], work_size[0]], "video": settings,
@@ -141,8 +158,9 @@ def _ratio(value: float | None, floor: float | None) -> str:
 def format_table(clips: list[dict]) -> str:
     """Markdown: one row per clip and init, plus the input's own row, with ratios to the input."""
     lines = [f"| clip | frames | init | warping error | vs input | {LONG_TERM_STRIDE} frames apart | vs input | "
-             "style loss | content loss | s/frame | s/frame after the first (median) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "style loss | content loss | drift, first 20 | drift, last 20 | s/frame | "
+             "s/frame after the first (median) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in clips:
         name = f"{Path(c['clip']).name} ({c['work_size'][0]}x{c['work_size'][1]})"
         floor, far_floor = c["input_warping_error"], c["input_long_term_warping_error"]
@@ -150,10 +168,11 @@ def format_table(clips: list[dict]) -> str:
             far = r["long_term_warping_error"]
             lines.append(f"| {name} | {r['frames']} | {r['init']} | {_number(r['warping_error'])} | "
                          f"{_ratio(r['warping_error'], floor)} | {_number(far)} | {_ratio(far, far_floor)} | "
-                         f"{r['style_loss']:.3f} | {r['content_loss']:.3f} | {r['seconds_per_frame']:.1f} | "
+                         f"{r['style_loss']:.3f} | {r['content_loss']:.3f} | {_number(r['drift'].get('first'), 4)} | "
+                         f"{_number(r['drift'].get('last'), 4)} | {r['seconds_per_frame']:.1f} | "
                          f"{_number(r['later_seconds_per_frame'], 1)} |")
         lines.append(f"| {name} | {c['runs'][0]['frames'] if c['runs'] else '-'} | input video itself | "
-                     f"{_number(floor)} | 1.0x | {_number(far_floor)} | 1.0x | | | | |")
+                     f"{_number(floor)} | 1.0x | {_number(far_floor)} | 1.0x | | | | | | |")
     return "\n".join(lines)
 
 
@@ -174,6 +193,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"temporal loss weight for --init warped (default: {TemporalConfig().weight:g})")
     p.add_argument("--long-term", type=int, default=0,
                    help="also run --init warped with --long-term K (default: 0 = not run)")
+    p.add_argument("--drift", action="store_true",
+                   help="warped runs also measure content drift (sampled frames stylized again on their own: slow)")
+    p.add_argument("--no-content-blend", action="store_true", help="also run --init warped with --content-blend 0")
+    p.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (default: auto)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results", help="folder for the JSON report")
     return p.parse_args(argv)
@@ -190,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     specs = args.clip or [s for s in DEFAULT_CLIPS if parse_clip(s)[0].is_file()] or [FALLBACK_CLIP]
     style = args.style or first_existing(STYLE_CANDIDATES)
-    job = JobConfig(styles=(StyleImage(style),), engine=EngineConfig(device=args.device))
+    job = JobConfig(styles=(StyleImage(style),), engine=EngineConfig(device=args.device, precision=args.precision))
     stylizer = build_stylizer(job)  # one for every run: the style's Gram matrices are computed once
 
     def log(message: str) -> None:

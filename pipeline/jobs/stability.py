@@ -10,6 +10,10 @@ brought onto frame t's grid, and ``M`` the hard consistency mask of pipeline/med
 warping error is the mean of E_t. Lower is steadier; the input video's own error (pass the input as
 the output) is the floor a stylization can hope for. With a stride k, frames t and t+k are compared
 the same way (flow computed directly between the two input frames).
+
+Content drift (``content_drift``) is the other half: a chained video can be perfectly steady and
+still wander away from what its frames look like. It compares a chained frame with the same frame
+stylized on its own, by the mean absolute difference of their luminance at a quarter of the size.
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ class StabilityReport:
     # Filled in by a job: the same error between frames ``stride`` apart (``stride``, ``per_frame``,
     # ``warping_error``), which shows drift that neighbouring frames hide.
     long_term: dict = field(default_factory=dict)
+    # Filled in by a job asked for it (--report-drift): ``content_drift`` of sampled frames against
+    # the same frames stylized on their own: ``frames``, ``per_frame`` (same order), ``first`` and
+    # ``last`` (means over the first and last DRIFT_WINDOW frames), ``ratio`` = last / first.
+    drift: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
@@ -147,6 +155,60 @@ def compare_videos(input_path: str | Path, output_path: str | Path, preset: str 
     return report
 
 
+# Drift is compared at a quarter of the working size (each side): fine enough to see the bunny's
+# shape, coarse enough that the style's brush strokes, which two stylizations never place alike,
+# average out.
+DRIFT_SCALE = 4
+DRIFT_WINDOW = 20  # frames at each end of the chain whose drift is compared
+DRIFT_EVERY = 10  # between the two windows, one frame in this many is measured (for the plot)
+
+
+def luminance(rgb: np.ndarray) -> np.ndarray:
+    """Rec. 601 luma of uint8 or float RGB ``[H, W, 3]`` -> float32 ``[H, W]`` in [0, 1]."""
+    scale = 255.0 if rgb.dtype == np.uint8 else 1.0
+    return (rgb.astype(np.float32) / scale) @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def content_drift(chained: np.ndarray, independent: np.ndarray, factor: int = DRIFT_SCALE) -> float:
+    """How far a chained frame moved from the same frame stylized on its own: the mean absolute
+    difference of their luminance, both shrunk to ``1/factor`` of each side (area average), on a
+    0-1 scale. ``chained``/``independent``: RGB ``[H, W, 3]`` of one size, uint8 or float in [0, 1]."""
+    if chained.shape != independent.shape:
+        raise ValueError(f"sizes differ: {chained.shape} and {independent.shape}")
+    height, width = chained.shape[:2]
+    size = (max(1, width // factor), max(1, height // factor))
+    small = [cv2.resize(luminance(image), size, interpolation=cv2.INTER_AREA) for image in (chained, independent)]
+    return float(np.abs(small[0] - small[1]).mean())
+
+
+def drift_frames(frames: int, window: int = DRIFT_WINDOW, every: int = DRIFT_EVERY) -> list[int]:
+    """Which frames of a chain of ``frames`` to measure: 1..window, the last ``window``, and every
+    ``every``-th frame between. Frame 0 starts the chain from its content, so it has no drift."""
+    chosen = set(range(1, min(window, frames - 1) + 1))
+    chosen |= set(range(max(1, frames - window), frames))
+    chosen |= set(range(every, frames, every))
+    return sorted(chosen)
+
+
+def drift_summary(frames: list[int], per_frame: list[float], total: int, window: int = DRIFT_WINDOW) -> dict:
+    """The report's ``drift`` entry from the measured frames (indices into a chain of ``total``)."""
+    first = [d for f, d in zip(frames, per_frame) if 1 <= f <= window]
+    last = [d for f, d in zip(frames, per_frame) if f >= total - window]
+    mean_first = float(np.mean(first)) if first else None
+    mean_last = float(np.mean(last)) if last else None
+    ratio = mean_last / mean_first if mean_first and mean_last is not None else None
+    return {"frames": frames, "per_frame": per_frame, "scale": DRIFT_SCALE, "window": window,
+            "first": mean_first, "last": mean_last, "ratio": ratio}
+
+
+def drift_curve(drift: dict, frames: int) -> list[float | None]:
+    """A report's sampled drift as one value per frame of ``frames`` (None where not measured)."""
+    curve: list[float | None] = [None] * frames
+    for index, value in zip(drift["frames"], drift["per_frame"]):
+        curve[index] = value
+    return curve
+
+
 def write_report(report: StabilityReport, path: str | Path) -> None:
     """The report as JSON, written atomically."""
     text = json.dumps(report.to_json(), indent=2, default=str)
@@ -158,10 +220,11 @@ CURVE_COLOURS = ((31, 90, 200), (230, 120, 20), (40, 150, 60), (200, 40, 40), (1
 
 
 def plot_image(errors: list[float | None] | dict[str, list[float | None]], width: int = 640, height: int = 240,
-               title: str = "warping error per frame") -> np.ndarray:
+               title: str = "warping error per frame", x_label: str = "frame pair") -> np.ndarray:
     """A line chart of per-frame errors as uint8 RGB ``[height, width, 3]`` (drawn with OpenCV).
 
-    ``errors`` is one curve, or several as ``{label: values}`` (drawn with a legend, on one scale).
+    ``errors`` is one curve, or several as ``{label: values}`` (drawn with a legend, on one scale);
+    ``None`` values are gaps that the line bridges (e.g. frames that were not measured).
     """
     curves = errors if isinstance(errors, dict) else {"": errors}
     image = np.full((height, width, 3), 255, np.uint8)
@@ -178,7 +241,7 @@ def plot_image(errors: list[float | None] | dict[str, list[float | None]], width
     cv2.rectangle(image, (x0, y0), (x1, y1), black, 1)
     cv2.putText(image, title, (x0, 16), font, 0.45, black, 1, cv2.LINE_AA)
     longest = max((len(c) for c in curves.values()), default=0)
-    cv2.putText(image, f"frame pair (0..{max(longest - 1, 0)})", (x0, height - 8), font, 0.4, black, 1,
+    cv2.putText(image, f"{x_label} (0..{max(longest - 1, 0)})", (x0, height - 8), font, 0.4, black, 1,
                 cv2.LINE_AA)
     n = max(longest - 1, 1)
     # The legend sits in the top right corner, as wide as its longest label.
@@ -199,12 +262,19 @@ def plot_image(errors: list[float | None] | dict[str, list[float | None]], width
     return image
 
 
-def write_plot(errors: list[float | None] | dict[str, list[float | None]], path: str | Path, **kwargs) -> None:
-    """Save ``plot_image`` as a PNG, atomically."""
+def write_plot(errors: list[float | None] | dict[str, list[float | None]], path: str | Path, *,
+               below: tuple[dict, dict] | None = None, **kwargs) -> None:
+    """Save ``plot_image`` as a PNG, atomically. ``below``: ``(curves, plot_image keywords)`` of a
+    second chart drawn under the first, on its own scale (drift under the warping error)."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise InputError(f"{path}: the plot is a PNG file, name it *.png")
-    bgr = cv2.cvtColor(plot_image(errors, **kwargs), cv2.COLOR_RGB2BGR)
+    image = plot_image(errors, **kwargs)
+    if below is not None:
+        curves, options = below
+        options = {"width": image.shape[1], "height": image.shape[0], **options}
+        image = np.vstack([image, plot_image(curves, **options)])
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     ok, data = cv2.imencode(".png", bgr)
     if not ok:
         raise RuntimeError("OpenCV could not encode the plot")

@@ -117,6 +117,8 @@ class TemporalGuide:
         warped, confidence = pair_flow.warp(previous), pair_flow.confidence
         if long_term is not None:
             warped, confidence = with_long_term(warped, confidence, *long_term)
+        if self.config.content_blend > 0:  # keeps a long chain near its content: see blend_content
+            warped = blend_content(warped, current, self.config.content_blend)
         warped = as_tensor(warped)
         # The warped frame is the start everywhere, also where the flow cannot explain a pixel (newly
         # visible, motion boundary, entering the frame) and holds a smear of stylized neighbours.
@@ -162,6 +164,23 @@ class TemporalGuide:
         plan = self.prepare(item.content, previous_styled, item.extra.get("flow"), long_term)
         item.extra["scene_cut"] = plan.scene_cut
         return plan.init, plan.temporal
+
+
+def blend_content(start: np.ndarray, content: np.ndarray, share: float) -> np.ndarray:
+    """Mix ``share`` of the frame's own content into the warped previous result (both float
+    ``[H, W, 3]`` in [0, 1]); the mix is the frame's start and the temporal term's target.
+
+    Why: a chained frame is the previous result plus a few more iterations, so frame t carries the
+    optimisation of every frame before it, many times the budget that the first frame (or any frame
+    stylized on its own) got from its content. That long optimisation walks away from the content
+    (the demo's bunny darkens into his burrow by frame 49) and the temporal term keeps whatever it
+    reached; the content loss barely sees the change. Mixing a share of the content back in each
+    frame makes the chain forget its start geometrically (after k frames (1 - share)^k of it is
+    left), so it stays about as close to its content as a frame stylized on its own. The content
+    moves with the flow like the warped result, so the mix adds no flicker of its own.
+    Measured in docs/video-drift.md.
+    """
+    return ((1.0 - share) * start + share * content).astype(np.float32)
 
 
 def with_long_term(warped: np.ndarray, confidence: np.ndarray, long_flow: PairFlow,

@@ -143,6 +143,7 @@ def stylize_video(
     resume_key: dict | None = None,
     temporal: TemporalConfig | None = None,
     report_path: Path | None = None,
+    report_drift: bool = False,
 ) -> dict:
     """Stylize a video file into ``output_path``; resumes an interrupted run. Returns the summary.
 
@@ -152,12 +153,17 @@ def stylize_video(
     ``video.init == "warped"`` (the default) plugs in ``pipeline.jobs.temporal.TemporalGuide`` with
     ``temporal``'s settings. ``report_path``: write the stability report (warping error of the
     stylized frames, flow and occlusions from the input frames) as JSON, and its plot beside it.
+    ``report_drift``: the report also measures content drift (pipeline.jobs.stability.content_drift)
+    on sampled frames, each stylized again on its own with the first frame's budget: that costs
+    about ``first_iterations`` evaluations per sampled frame (about 50 frames for a long clip).
     """
     input_path, output_path = Path(input_path), Path(output_path)
     if output_path.exists() and input_path.exists() and output_path.resolve() == input_path.resolve():
         raise OutputExistsError(f"{output_path}: output would replace the input")
     check_output(output_path, overwrite)
     check_styles(job)  # before the first frame is read
+    if report_drift and report_path is None:
+        raise ConfigError("--report-drift is part of the stability report: give --report too")
     guide = None
     if video.init == "warped" and frame_init is None:
         from pipeline.jobs.temporal import TemporalGuide
@@ -229,10 +235,16 @@ def stylize_video(
             stability = None
             if report_path is not None:  # before the job folder goes: the report reads the stylized frames
                 stylizer = stylizer or build_stylizer(job)  # a job resumed at its end has not built one yet
-                stability = _stability_report(info, folder, work_size, temporal or TemporalConfig(), stylizer)
+                from pipeline.jobs.video_report import drift_report, stability_report, write_stability
+
+                stability = stability_report(info, folder, work_size, temporal or TemporalConfig(), stylizer)
+                if report_drift:
+                    on_event(Notice("stability report: stylizing sampled frames on their own to measure drift"))
+                    stability.drift = drift_report(info, folder, work_size, stylizer, video.first_iterations,
+                                                   style.scales)
                 stability.seconds_per_frame = stylize_seconds / (info.frames - done) if info.frames > done else None
                 stability.extra.update(input=str(input_path), output=str(output_path), init=video.init)
-                _write_stability(stability, Path(report_path))
+                write_stability(stability, Path(report_path))
             publish(partial, output_path, folder)
             folder.remove()
         except OSError as exc:  # the job folder's or the output's device is full or read-only
@@ -262,6 +274,8 @@ def stylize_video(
         summary["warping_error"] = stability.warping_error
         summary["style_loss"] = stability.losses["style"]
         summary["report"] = str(report_path)
+        if stability.drift:
+            summary["drift"] = {k: stability.drift[k] for k in ("first", "last", "ratio")}
     on_event(JobFinished(summary))
     return summary
 
@@ -271,42 +285,6 @@ def to_work_size(rgb: np.ndarray, work_size: tuple[int, int]) -> np.ndarray:
     if rgb.shape[:2] == (height, width):
         return rgb
     return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
-
-
-def _stability_report(info: VideoInfo, folder: JobFolder, work_size: tuple[int, int], temporal: TemporalConfig,
-                      stylizer):
-    """Warping error (Lai et al.) of the stylized frames as saved, at the working size, with flow and
-    occlusions from the input frames at the same size: what the optimisation actually produced,
-    before the encoder's resizing and compression. Also each frame's loss terms, measured the same
-    way whatever the init, so a steadier video can be checked for being as stylized."""
-    from pipeline.jobs.stability import warping_errors
-
-    def inputs():  # decoded again for each pass rather than held: a long video does not fit in memory
-        return (to_work_size(frame.rgb, work_size) for frame in decode_frames(info))
-
-    def outputs():
-        return (folder.load(i, (*work_size, 3)) for i in range(info.frames))
-
-    names = (str(info.path), "the stylized frames")
-    report = warping_errors(inputs(), outputs(), temporal.flow_preset, names)
-    if info.frames > LONG_TERM_STRIDE:
-        far = warping_errors(inputs(), outputs(), temporal.flow_preset, names, stride=LONG_TERM_STRIDE)
-        report.long_term = {"stride": LONG_TERM_STRIDE, "per_frame": far.per_frame,
-                            "warping_error": far.warping_error}
-    per_frame: dict[str, list[float]] = {}
-    for content, styled in zip(inputs(), outputs()):
-        for name, values in stylizer.measure(from_uint8(styled), from_uint8(content)).items():
-            per_frame.setdefault(name, []).extend(values)
-    report.per_frame_losses = per_frame
-    report.losses = {name: float(np.mean(values)) for name, values in per_frame.items()}
-    return report
-
-
-def _write_stability(report, path: Path) -> None:
-    from pipeline.jobs.stability import write_plot, write_report
-
-    write_report(report, path)
-    write_plot(report.per_frame, path.with_suffix(".png"))
 
 
 def is_frame_folder(output: Path) -> bool:

@@ -132,16 +132,19 @@ def test_temporal_benchmark_runs_every_init_on_a_tiny_clip(features, style_file,
                         lambda job: Stylizer([StyleImage(style_file)], job.style, job.engine, features=features))
     assert bench_temporal.main(["--clip", f"{clip}@0", "--frames", "3", "--first-iterations", "3",
                                 "--iterations", "2", "--device", "cpu", "--style", str(style_file),
-                                "--long-term", "2", "--out", str(tmp_path)]) == 0
+                                "--long-term", "2", "--drift", "--no-content-blend", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "bench-temporal-cpu.json").read_text())
     (clip_report,) = report["clips"]
-    assert [r["init"] for r in clip_report["runs"]] == ["frame", "previous", "warped", "warped, long-term 2"]
+    assert [r["init"] for r in clip_report["runs"]] == ["frame", "previous", "warped", "warped, long-term 2",
+                                                        "warped, no content blend"]
+    # Content drift is measured on the warped runs, on every frame after the first of so short a clip.
+    assert [r["drift"].get("frames") for r in clip_report["runs"]] == [None, None, [1, 2], [1, 2], [1, 2]]
     assert all(r["frames"] == 3 and r["style_loss"] > 0 and r["seconds_per_frame"] > 0 for r in clip_report["runs"])
     assert clip_report["work_size"] == [64, 48] and clip_report["input_warping_error"] > 0
     assert all(len(r["per_frame"]) == 2 for r in clip_report["runs"])
     assert Path(clip_report["plot"]).stat().st_size > 0
     table = capsys.readouterr().out
-    assert table.count("| pan.mkv (64x48) |") == 5 and "input video itself" in table
+    assert table.count("| pan.mkv (64x48) |") == 6 and "input video itself" in table
 
 
 def test_temporal_benchmark_reports_a_missing_file_in_one_line(tmp_path, capsys):

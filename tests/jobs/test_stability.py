@@ -133,3 +133,44 @@ def test_missing_or_broken_videos_are_input_errors(tmp_path):
         compare_videos(tmp_path / "in.mp4", tmp_path / "broken.mp4")
     with pytest.raises(InputError, match="PNG"):
         write_plot([0.1], tmp_path / "plot.jpg")
+
+
+def test_content_drift_is_the_mean_luminance_difference_at_a_quarter_size():
+    from pipeline.jobs.stability import content_drift
+
+    grey = np.full((32, 48, 3), 100, np.uint8)
+    assert content_drift(grey, grey) == 0.0
+    # A uniform shift of 20 grey levels changes the luminance by 20/255 everywhere.
+    assert content_drift(grey, grey + 20) == pytest.approx(20 / 255, abs=1e-6)
+    # Float input in [0, 1] is read on the same scale; only luminance counts (a colour change of equal
+    # luma, red against its grey, is no drift).
+    red = np.zeros((32, 48, 3), np.float32)
+    red[..., 0] = 1.0
+    assert content_drift(red, np.full_like(red, 0.299)) == pytest.approx(0.0, abs=1e-6)
+    # Texture finer than 4 px (brush strokes) averages out; a shape-sized change does not.
+    checker = np.indices((32, 48)).sum(0) % 2 * 200
+    strokes = np.repeat(checker[..., None], 3, axis=2).astype(np.uint8)
+    assert content_drift(strokes, np.full_like(strokes, 100)) < 1e-6
+    blob = grey.copy()
+    blob[8:24, 12:36] = 0  # a dark blob over a quarter of the frame
+    assert content_drift(blob, grey) == pytest.approx(0.25 * 100 / 255, rel=0.02)
+    with pytest.raises(ValueError, match="sizes differ"):
+        content_drift(grey, grey[:16])
+
+
+def test_drift_frames_sample_both_ends_of_the_chain():
+    from pipeline.jobs.stability import drift_frames, drift_summary
+
+    assert drift_frames(1) == [] and drift_frames(4) == [1, 2, 3]
+    chosen = drift_frames(100)
+    assert chosen == [*range(1, 21), 30, 40, 50, 60, 70, *range(80, 100)]
+    summary = drift_summary([1, 2, 50, 98, 99], [0.02, 0.04, 0.5, 0.06, 0.06], total=100, window=2)
+    assert summary["first"] == pytest.approx(0.03) and summary["last"] == pytest.approx(0.06)
+    assert summary["ratio"] == pytest.approx(2.0) and summary["scale"] == 4
+
+
+def test_a_second_chart_goes_under_the_first(tmp_path):
+    path = tmp_path / "plot.png"
+    write_plot([0.1, 0.2], path, width=200, height=100,
+               below=({"drift": [None, 0.03, None, 0.05]}, {"title": "drift", "x_label": "frame"}))
+    assert Image.open(path).size == (200, 200)

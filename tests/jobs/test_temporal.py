@@ -38,7 +38,7 @@ def test_previous_mode_starts_from_the_previous_result_unwarped():
 
 def test_warped_mode_moves_the_previous_result_along_the_flow():
     previous, current = panned()
-    g = guide(init="warped", weight=7.0)
+    g = guide(init="warped", weight=7.0, content_blend=0.0)
     # A "stylized" previous frame that moves with the scene: the pan of another picture.
     wide = textured(64 + SHIFT, 48, seed=5)
     stylized_prev, stylized_cur = wide[:, SHIFT:], wide[:, :64]
@@ -215,3 +215,20 @@ def test_warped_init_is_steadier_than_independent_frames(features, one_thread):
     assert warped_error < 0.5 * frame_error
     # Steadier, yet as stylized: the warped start already carries the style.
     assert warped_style < 1.5 * frame_style
+
+
+def test_content_blend_mixes_the_frames_content_into_the_warped_start():
+    previous, current = panned()
+    stylized = textured(64, 48, seed=5)
+    flow = guide().annotate(previous, current)
+    plain = guide(content_blend=0.0).prepare(current, stylized, flow)
+    mixed = guide(content_blend=0.25).prepare(current, stylized, flow)
+    expected = 0.75 * plain.init + 0.25 * from_uint8(current)
+    torch.testing.assert_close(mixed.init, expected, atol=1e-6, rtol=0)
+    # The mix is also what the temporal term holds the frame to, with the same trust.
+    assert mixed.temporal.warped is mixed.init
+    torch.testing.assert_close(mixed.temporal.mask, plain.temporal.mask)
+    assert TemporalConfig().content_blend == 0.2
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ConfigError, match="--content-blend"):
+            TemporalConfig(content_blend=bad)

@@ -379,3 +379,31 @@ def test_temporal_settings_are_part_of_the_resume_state(tmp_path, job):
     summary = stylize_video(src, out, job, WARPED, ENCODE, stylizer=EchoStylizer(),
                             temporal=TemporalConfig(weight=50))
     assert summary["resumed_frames"] == 2 and summary["frames"] == 4
+
+
+def test_the_report_measures_content_drift_on_request(tmp_path, job):
+    import dataclasses
+    import json
+
+    from PIL import Image
+
+    src, report = tmp_path / "in.mkv", tmp_path / "stability.json"
+    make_pan(src, frames=5)
+    with pytest.raises(ConfigError, match="--report"):
+        stylize_video(src, tmp_path / "x.mp4", job, WARPED, ENCODE, stylizer=EchoStylizer(), report_drift=True)
+    drifts = {}
+    for init in ("frame", "warped"):
+        events = []
+        summary = stylize_video(src, tmp_path / f"{init}.mp4", job, dataclasses.replace(WARPED, init=init), ENCODE,
+                                stylizer=EchoStylizer(), report_path=report, report_drift=True,
+                                on_event=events.append)
+        drift = json.loads(report.read_text())["drift"]
+        assert drift["frames"] == [1, 2, 3, 4] and len(drift["per_frame"]) == 4
+        assert summary["drift"]["last"] == pytest.approx(drift["last"])
+        assert any(isinstance(e, Notice) and "drift" in e.message for e in events)
+        drifts[init] = drift["per_frame"]
+    # Frames stylized on their own are exactly what the drift measure compares with: no drift. The
+    # echo chain keeps half of the previous frame, which differs from the frame's own result.
+    assert drifts["frame"] == [0.0] * 4
+    assert min(drifts["warped"]) > 0.005
+    assert Image.open(report.with_suffix(".png")).size[1] == 2 * 240  # drift under the warping error
