@@ -174,7 +174,7 @@ def _write(run: _Run, job: _Loaded, image, seconds: float) -> None:
     try:
         save_image(image, job.item.output, alpha=job.alpha, info=job.info, quality=run.config.quality, fmt=job.fmt)
     except (StylizeError, OSError, ValueError) as exc:  # PIL refusing the data, a name too long, ...
-        if (code := refused_write(exc)) is not None:
+        if (code := refused_write(exc, run.plan.output_dir)) is not None:
             # The device is full or read-only: every later write would fail too, so the job stops here
             # (the writer's error ends the run; atomic_write has already removed the temporary file).
             raise _write_refused(code, run) from exc
@@ -345,7 +345,7 @@ def _locked_run(plan: FolderPlan, job: JobConfig, config: FolderConfig, fingerpr
                                 done=len(finished)))
             _run_items(run, stylizer, todo, summary["batch_size"])
     except OSError as exc:  # the manifest could not be written: the device is full or read-only
-        if (code := refused_write(exc)) is None:
+        if (code := refused_write(exc, output_dir)) is None:
             raise
         raise _write_refused(code, run) from exc
     finally:
@@ -372,7 +372,7 @@ def _write_report_if_possible(report: Path, summary: dict) -> None:
     try:
         write_report(report, summary)
     except OSError as exc:
-        if (code := refused_write(exc)) is None:
+        if (code := refused_write(exc, Path(report).parent)) is None:
             raise
         if not stopping:
             raise output_write_error(code, Path(report).parent, f"the job ran to its end but the report {report} "
