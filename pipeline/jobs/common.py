@@ -113,7 +113,7 @@ def stylize_image_file(
     try:
         save_image(result.image.cpu(), output_path, alpha=alpha, info=image.info, quality=quality, fmt=fmt)
     except OSError as exc:
-        if (code := refused_write(exc)) is None:
+        if (code := refused_write(exc, output_path.parent)) is None:
             raise
         raise output_write_error(code, output_path.parent, f"{output_path.name} was not written") from exc
     seconds = time.perf_counter() - start

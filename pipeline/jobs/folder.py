@@ -181,7 +181,7 @@ def _save(job: _Loaded, image, quality: int) -> tuple[str | None, tuple[str, str
     try:
         save_image(image, job.item.output, alpha=job.alpha, info=job.info, quality=quality, fmt=job.fmt)
     except (StylizeError, OSError, ValueError) as exc:  # PIL refusing the data, a name too long, ...
-        if (code := refused_write(exc)) is not None:
+        if (code := refused_write(exc, job.item.output.parent)) is not None:
             raise OSError(code, str(exc)) from exc
         return f"{job.item.output}: cannot write ({exc})", None
     if job.alpha is not None and job.fmt not in FORMATS_WITH_ALPHA:
@@ -414,7 +414,7 @@ def _locked_run(plan: FolderPlan, job: JobConfig, config: FolderConfig, fingerpr
                 else:
                     summary["retried"] = pool.run(todo)
     except OSError as exc:  # the manifest or an image could not be written: the device is full or read-only
-        if (code := refused_write(exc)) is None:
+        if (code := refused_write(exc, output_dir)) is None:
             raise
         raise _write_refused(code, run) from exc
     finally:
@@ -441,7 +441,7 @@ def _write_report_if_possible(report: Path, summary: dict) -> None:
     try:
         write_report(report, summary)
     except OSError as exc:
-        if (code := refused_write(exc)) is None:
+        if (code := refused_write(exc, Path(report).parent)) is None:
             raise
         if not stopping:
             raise output_write_error(code, Path(report).parent, f"the job ran to its end but the report {report} "

@@ -8,6 +8,7 @@ says how far it got and what to do; what is finished stays, and the same command
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 
 from pipeline.errors import OutputWriteError
@@ -23,16 +24,26 @@ _REASONS = {
 WRITE_ERRNOS = frozenset(_REASONS)
 
 
-def refused_write(exc: BaseException) -> int | None:
+def refused_write(exc: BaseException, under: Path | str | None = None) -> int | None:
     """The errno of ``exc`` (or of an exception it was raised from) when it means 'the device will not
-    take writes', else None."""
+    take writes', else None. With ``under``, an error that names a file elsewhere (a weights file
+    that cannot be read, say) is not the output's: a failed ``write()`` names no file and counts."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
-            return exc.errno
+            if under is None or not exc.filename or _inside(exc.filename, under):
+                return exc.errno
+            return None
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def _inside(filename, folder: Path | str) -> bool:
+    try:
+        return Path(os.fsdecode(filename)).resolve().is_relative_to(Path(folder).resolve())
+    except (TypeError, ValueError, OSError):
+        return False
 
 
 def output_write_error(code: int, out: Path | str, progress: str) -> OutputWriteError:

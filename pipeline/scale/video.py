@@ -230,7 +230,7 @@ def stylize_video_distributed(
             publish(partial, output_path, folder)
             folder.remove()
         except OSError as exc:  # the job folder's or the output's device is full or read-only
-            if (code := refused_write(exc)) is None:
+            if (code := refused_write(exc, output_path.parent)) is None:
                 raise
             raise output_write_error(code, output_path.parent, f"{folder.count_done()} of {info.frames} frames "
                                      "stylized and kept in the job folder, the video not written") from exc

@@ -134,6 +134,9 @@ def test_every_refusing_errno_gets_its_own_advice(tmp_path, code, start):
     wrapped.__cause__ = OSError(code, "refused")
     assert refused_write(wrapped) == code  # found under the exception a library raised from it
     assert refused_write(OSError(errno.EIO, "I/O error")) is None  # a broken disk is not "full"
+    # A file elsewhere that cannot be read (weights, a style) is not the output's device refusing writes.
+    assert refused_write(OSError(errno.EACCES, "denied", "/opt/weights/vgg19.pth"), tmp_path) is None
+    assert refused_write(OSError(errno.EACCES, "denied", str(tmp_path / "out" / "a.jpg")), tmp_path) == errno.EACCES
     message = str(output_write_error(code, tmp_path, "3 of 9 images done"))
     assert message.startswith(start.format(out=tmp_path) + ": 3 of 9 images done; ")
     assert message.endswith("and run the same command again")
