@@ -70,7 +70,7 @@ class Sample:
 
 
 def _round(value: float) -> float:
-    return float(f"{value:.3g}")  # 3 / 3 * 1 stays 1, and labels stay short (0.333, not 0.3333333)
+    return float(f"{value:.3g}")  # 3 / 3 -> 1.0, 1 / 3 -> 0.333: labels and commands stay short
 
 
 def settings_grid(style: StyleConfig, n_styles: int, preview: PreviewConfig,
