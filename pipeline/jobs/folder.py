@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.config import FolderConfig, JobConfig, ScaleConfig
-from pipeline.errors import ConfigError, DeviceMemoryError, InputError, OutputWriteError, StylizeError
+from pipeline.errors import ConfigError, DeviceMemoryError, InputError, StylizeError
 from pipeline.events import (
     EventCallback,
     ItemDone,
@@ -38,9 +38,15 @@ from pipeline.jobs.folder_plan import (  # noqa: F401  (re-exported: the folder 
     remove_stale_parts,
     write_manifest,
 )
-from pipeline.jobs.folder_report import counts, record, write_report  # noqa: F401  (write_report: re-exported)
+from pipeline.jobs.folder_report import (  # noqa: F401  (write_report: re-exported)
+    counts,
+    record,
+    write_refused,
+    write_report,
+    write_report_if_possible,
+)
 from pipeline.jobs.lock import job_lock
-from pipeline.jobs.write_errors import output_write_error, refused_write
+from pipeline.jobs.write_errors import refused_write
 
 # --batch-size auto. CPU: 1, measured (docs/performance.md, Photo folders): batching gave no clear gain there.
 # CUDA: batches fill the GPU better at small sizes (not yet measured on our GPUs); the batch shrinks
@@ -195,7 +201,7 @@ def _write(run: _Run, job: _Loaded, image, seconds: float) -> None:
     try:
         error, warning = _save(job, image, run.config.quality)
     except OSError as exc:
-        raise _write_refused(refused_write(exc), run) from exc
+        raise write_refused(refused_write(exc), run.plan.output_dir, run.records) from exc
     if error is not None:
         run.finish(job.item, "failed", error=error)
         return
@@ -416,33 +422,11 @@ def _locked_run(plan: FolderPlan, job: JobConfig, config: FolderConfig, fingerpr
     except OSError as exc:  # the manifest or an image could not be written: the device is full or read-only
         if (code := refused_write(exc, output_dir)) is None:
             raise
-        raise _write_refused(code, run) from exc
+        raise write_refused(code, run.plan.output_dir, run.records) from exc
     finally:
         summary.update(counts(plan, records, time.perf_counter() - start))
         if report is not None:
-            _write_report_if_possible(report, summary)
+            write_report_if_possible(report, summary)
     if not dry_run:
         run.emit(JobFinished({k: v for k, v in summary.items() if k != "files"}))
     return summary
-
-
-def _write_refused(code: int, run: _Run) -> OutputWriteError:
-    done = sum(entry["status"] in ("done", "skipped") for entry in run.records.values())
-    return output_write_error(code, run.plan.output_dir, f"{done} of {len(run.records)} images done, "
-                              "the rest not written")
-
-
-def _write_report_if_possible(report: Path, summary: dict) -> None:
-    """The report, unless its own device refuses it while the job is already stopping for that reason:
-    the error that says why the job stopped must not be replaced by this one."""
-    import sys
-
-    stopping = sys.exc_info()[1] is not None  # set here, in the job's `finally`, when it is raising
-    try:
-        write_report(report, summary)
-    except OSError as exc:
-        if (code := refused_write(exc, Path(report).parent)) is None:
-            raise
-        if not stopping:
-            raise output_write_error(code, Path(report).parent, f"the job ran to its end but the report {report} "
-                                     "was not written") from exc

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pipeline.errors import OutputWriteError
 from pipeline.jobs.folder_plan import FolderPlan, WorkItem
+from pipeline.jobs.write_errors import output_write_error, refused_write
 
 
 def record(item: WorkItem, status: str) -> dict:
@@ -44,3 +46,25 @@ def counts(plan: FolderPlan, records: dict[str, dict], seconds: float) -> dict:
         "images_per_minute": round(done / seconds * 60, 3) if done and seconds > 0 else None,
         "files": files,
     }
+
+
+def write_refused(code: int, output_dir: Path, records: dict[str, dict]) -> OutputWriteError:
+    """The one line for a job stopped by a full or read-only output device, with how far it got."""
+    done = sum(entry["status"] in ("done", "skipped") for entry in records.values())
+    return output_write_error(code, output_dir, f"{done} of {len(records)} images done, the rest not written")
+
+
+def write_report_if_possible(report: Path, summary: dict) -> None:
+    """The report, unless its own device refuses it while the job is already stopping for that reason:
+    the error that says why the job stopped must not be replaced by this one."""
+    import sys
+
+    stopping = sys.exc_info()[1] is not None  # set here, in the job's `finally`, when it is raising
+    try:
+        write_report(report, summary)
+    except OSError as exc:
+        if (code := refused_write(exc, Path(report).parent)) is None:
+            raise
+        if not stopping:
+            raise output_write_error(code, Path(report).parent, f"the job ran to its end but the report {report} "
+                                     "was not written") from exc
