@@ -367,3 +367,12 @@ def print_line(message: str, quiet: bool = False) -> None:
 
 def is_interactive() -> bool:
     return sys.stderr.isatty()
+
+
+def run_preview(ctx, command: str, job, style_blend: str | None, quiet: bool, options: tuple, make) -> None:
+    """The --preview branch both commands share; ``make(config, command_for, on_event)`` is the library call."""
+    if style_blend:
+        raise fail("--style-blend has no effect with --preview: each style image gets its own row", EXIT_USAGE)
+    with EventRenderer(quiet) as renderer:
+        summary = make(preview_config(*options), lambda tile: tile_command(ctx, command, job.styles, tile), renderer)
+    print_preview(summary, quiet)

@@ -84,19 +84,15 @@ def stylize_images(
                                   format=output_format, quality=quality, batch_size=_batch_size(batch_size),
                                   overwrite=overwrite)
         if preview:
-            if style_blend:
-                raise common.fail("--style-blend has no effect with --preview: each style image gets its own row",
-                                  common.EXIT_USAGE)
             from pipeline.jobs.preview import preview_images
 
-            config = common.preview_config(preview_size, preview_iterations, preview_samples, preview_style_weights,
-                                           preview_style_scales)
-            with common.EventRenderer(quiet) as renderer:
-                summary = preview_images(
-                    input, output, job, config, folder=folder, sheet=preview_sheet, overwrite=overwrite,
-                    command_for=lambda tile: common.tile_command(ctx, "stylize-images", job.styles, tile),
-                    on_event=renderer)
-            common.print_preview(summary, quiet)
+            options = (preview_size, preview_iterations, preview_samples, preview_style_weights, preview_style_scales)
+
+            def make(config, command_for, on_event):
+                return preview_images(input, output, job, config, folder=folder, sheet=preview_sheet, overwrite=overwrite,
+                                  command_for=command_for, on_event=on_event)
+
+            common.run_preview(ctx, "stylize-images", job, style_blend, quiet, options, make)
             return
         if input.is_dir():
             raise typer.Exit(_stylize_folder(input, output, job, folder, dry_run, report, quiet, scale))

@@ -105,19 +105,15 @@ def stylize_video(
                                   long_term=long_term, content_blend=content_blend)
         encode = EncodeConfig(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, output_size=output_size)
         if preview:
-            if style_blend:
-                raise common.fail("--style-blend has no effect with --preview: each style image gets its own row",
-                                  common.EXIT_USAGE)
             from pipeline.jobs.preview import preview_video
 
-            config = common.preview_config(preview_size, preview_iterations, preview_samples, preview_style_weights,
-                                           preview_style_scales)
-            with common.EventRenderer(quiet) as renderer:
-                summary = preview_video(
-                    input, output, job, config, video=video, sheet=preview_sheet, overwrite=overwrite,
-                    command_for=lambda tile: common.tile_command(ctx, "stylize-video", job.styles, tile),
-                    on_event=renderer)
-            common.print_preview(summary, quiet)
+            options = (preview_size, preview_iterations, preview_samples, preview_style_weights, preview_style_scales)
+
+            def make(config, command_for, on_event):
+                return preview_video(input, output, job, config, video=video, sheet=preview_sheet, overwrite=overwrite,
+                                 command_for=command_for, on_event=on_event)
+
+            common.run_preview(ctx, "stylize-video", job, style_blend, quiet, options, make)
             return
         scale = common.scale_config(workers, ray_address, max_chunk=max_chunk, overlap=overlap)
         if scale is not None:

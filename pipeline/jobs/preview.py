@@ -295,6 +295,17 @@ def make_sheet(samples: Sequence[Sample], job: JobConfig, preview: PreviewConfig
             "seconds": time.perf_counter() - start, "device": device}
 
 
+def _grid_sheet(input_path: Path, samples: Sequence[Sample], job: JobConfig, preview: PreviewConfig, sheet: Path,
+                command_for: Callable[[TileSettings], str] | None, on_event: EventCallback) -> dict:
+    """The settings grid over ``samples``: announced (with its time estimate), stylized and laid out."""
+    grid, columns = settings_grid(job.style, len(job.styles), preview, one_sample=len(samples) == 1)
+    total = len(samples) * len(grid)
+    on_event(PreviewPlanned(total, preview.size, preview.iterations,
+                            cpu_seconds(total, preview.iterations, preview.size), sheet))
+    return make_sheet(samples, job, preview, grid, columns, sheet, title=_title(input_path, job, total, preview),
+                      command_for=command_for, on_event=on_event)
+
+
 def _finish(summary: dict, skipped: list[tuple[str, str]], started: float, on_event: EventCallback) -> dict:
     summary["skipped"] = [{"input": rel, "error": why} for rel, why in skipped]
     summary["seconds"] = time.perf_counter() - started  # sampling and set-up included: what the user waits
@@ -323,13 +334,7 @@ def preview_images(input_path: Path, output: Path, job: JobConfig, preview: Prev
                                          preview.size, on_event)
     else:
         samples, skipped = [_sample_image(input_path, input_path.name, preview.size)], []
-    grid, columns = settings_grid(job.style, len(job.styles), preview, one_sample=len(samples) == 1)
-    total = len(samples) * len(grid)
-    on_event(PreviewPlanned(total, preview.size, preview.iterations,
-                            cpu_seconds(total, preview.iterations, preview.size), sheet))
-    title = _title(input_path, job, total, preview)
-    summary = make_sheet(samples, job, preview, grid, columns, sheet, title=title, command_for=command_for,
-                         on_event=on_event)
+    summary = _grid_sheet(input_path, samples, job, preview, sheet, command_for, on_event)
     return _finish(summary, skipped, started, on_event)
 
 
@@ -348,11 +353,5 @@ def preview_video(input_path: Path, output: Path, job: JobConfig, preview: Previ
     check_sheet_path(sheet, input_path, output, is_frame_folder(output), [s.path for s in job.styles], overwrite)
     info = probe(input_path, FrameWindow(video.start, video.duration, video.max_frames), video.fps)
     samples = sample_video(info, preview.samples, preview.size)
-    grid, columns = settings_grid(job.style, len(job.styles), preview, one_sample=len(samples) == 1)
-    total = len(samples) * len(grid)
-    on_event(PreviewPlanned(total, preview.size, preview.iterations,
-                            cpu_seconds(total, preview.iterations, preview.size), sheet))
-    title = _title(input_path, job, total, preview)
-    summary = make_sheet(samples, job, preview, grid, columns, sheet, title=title, command_for=command_for,
-                         on_event=on_event)
+    summary = _grid_sheet(input_path, samples, job, preview, sheet, command_for, on_event)
     return _finish(summary, [], started, on_event)
