@@ -29,8 +29,7 @@ from pipeline.errors import ConfigError, InputError, OutputExistsError
 from pipeline.events import EventCallback, ItemDone, ItemStarted, Iteration, JobFinished, JobStarted, Notice, ignore
 from pipeline.jobs.common import build_stylizer, check_output, check_styles, job_fingerprint
 from pipeline.jobs.lock import job_lock
-from pipeline.jobs.video_resume import JobFolder, input_identity, output_bytes, publish
-from pipeline.jobs.write_errors import output_write_error, refused_write
+from pipeline.jobs.video_resume import JobFolder, input_identity, output_bytes, publish, stop_on_refused_write
 from pipeline.media.image_sequence import FrameFolderWriter
 from pipeline.media.images import fit_long_side, from_uint8, to_uint8
 from pipeline.media.video import FrameWindow, VideoInfo, VideoWriter, decode_frames, probe
@@ -190,7 +189,7 @@ def stylize_video(
     # One job per output: the lock lives in the job folder and is held until the output is in place.
     with job_lock(folder.path, label=output_path, on_event=on_event):
         check_output(output_path, overwrite)  # again: the run that held the lock may just have finished it
-        try:
+        with stop_on_refused_write(output_path, folder, info.frames):  # a full disk: one line, frames kept
             if guide is not None:  # --long-term reads earlier results back from the job folder
                 guide.styled_frame = lambda index: folder.load(index, (*work_size, 3))
             fingerprint = job_fingerprint(job, video=_resume_relevant(video), work_size=list(work_size),
@@ -247,11 +246,6 @@ def stylize_video(
                 write_stability(stability, Path(report_path))
             publish(partial, output_path, folder)
             folder.remove()
-        except OSError as exc:  # the job folder's or the output's device is full or read-only
-            if (code := refused_write(exc, output_path.parent)) is None:
-                raise
-            raise output_write_error(code, output_path.parent, f"{folder.count_done()} of {info.frames} frames "
-                                     f"stylized and kept in {folder.path}, the rest not written") from exc
 
     seconds = time.perf_counter() - start
     stylized = info.frames - done

@@ -11,12 +11,15 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from pipeline.errors import ConfigError, InputError
+from pipeline.jobs.write_errors import output_write_error, refused_write
 
 
 class JobFolder:
@@ -101,6 +104,19 @@ def _write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk must not leave half a frame behind, even hidden
         raise
+
+
+@contextmanager
+def stop_on_refused_write(output: Path, folder: JobFolder, frames: int) -> Iterator[None]:
+    """Inside: a full or read-only device under OUTPUT's folder becomes one OutputWriteError that says how
+    many frames are kept in the job folder (the same command resumes from them)."""
+    try:
+        yield
+    except OSError as exc:
+        if (code := refused_write(exc, output.parent)) is None:
+            raise
+        raise output_write_error(code, output.parent, f"{folder.count_done()} of {frames} frames stylized and kept "
+                                 f"in {folder.path}, the rest not written") from exc
 
 
 def publish(partial: Path, output: Path, folder: JobFolder) -> None:

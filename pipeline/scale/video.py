@@ -180,8 +180,7 @@ def stylize_video_distributed(
     from pipeline.jobs.common import check_output, check_styles, job_fingerprint
     from pipeline.jobs.lock import job_lock
     from pipeline.jobs.video import _resume_relevant, is_frame_folder
-    from pipeline.jobs.video_resume import input_identity, publish
-    from pipeline.jobs.write_errors import output_write_error, refused_write
+    from pipeline.jobs.video_resume import input_identity, publish, stop_on_refused_write
     from pipeline.media.images import fit_long_side
     from pipeline.media.video import FrameWindow, VideoWriter, probe
 
@@ -201,7 +200,7 @@ def stylize_video_distributed(
     # One job per output, as in one process: the driver holds the job folder's lock for all workers.
     with job_lock(folder.path, label=output_path, on_event=on_event):
         check_output(output_path, overwrite)  # again: the run that held the lock may just have finished it
-        try:
+        with stop_on_refused_write(output_path, folder, info.frames):  # a full disk: one line, frames kept
             fingerprint = job_fingerprint(job, video=_resume_relevant(video), work_size=list(work_size),
                                           input=input_identity(input_path), temporal=dataclasses.asdict(temporal),
                                           chunks={"max_chunk": scale.max_chunk, "overlap": scale.overlap})
@@ -229,11 +228,6 @@ def stylize_video_distributed(
                 raise
             publish(partial, output_path, folder)
             folder.remove()
-        except OSError as exc:  # the job folder's or the output's device is full or read-only
-            if (code := refused_write(exc, output_path.parent)) is None:
-                raise
-            raise output_write_error(code, output_path.parent, f"{folder.count_done()} of {info.frames} frames "
-                                     "stylized and kept in the job folder, the video not written") from exc
     summary = {"output": str(output_path), "frames": info.frames, "shots": len(shots), "shot_starts": shots,
                "chunks": len(chunks),
                "chunk_list": [dataclasses.astuple(c) for c in chunks], "width": writer.size[0],

@@ -24,7 +24,9 @@ from tests.media.test_video import make_video
 
 BIN = Path(sys.executable).parent
 # Slow enough per image that a signal lands mid-job, quick enough for the suite.
-SLOW_IMAGES = ["--size", "32", "--iterations", "12", "--scales", "1", "--device", "cpu", "--quiet"]
+# About 2 s of stylizing per photo: a job must outlast a second process's start-up (3-4 s: importing torch)
+# and a signal's delivery, or the tests race it (with bf16 on CPU, 12 iterations took ~0.3 s a photo).
+SLOW_IMAGES = ["--size", "32", "--iterations", "100", "--scales", "1", "--device", "cpu", "--quiet"]
 SLOW_VIDEO = ["--size", "32", "--first-iterations", "4", "--iterations", "6", "--scales", "1", "--device", "cpu",
               "--init", "previous", "--preset", "ultrafast", "--quiet"]
 
