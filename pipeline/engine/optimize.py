@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from pipeline.config import CONTENT_LAYER, STYLE_LAYERS, EngineConfig, StyleConfig, StyleImage
 from pipeline.engine.color import preserve_colors
-from pipeline.engine.device import autocast_dtype, cpu_has_native_bf16, resolve_device
+from pipeline.engine.device import autocast_dtype, cpu_has_native_bf16, gram_dtype, resolve_device
 from pipeline.engine.features import VGGFeatures, build_features
 from pipeline.engine.losses import content_loss, gram, style_loss, temporal_loss, tv_loss
 from pipeline.engine.style import StyleTarget
@@ -88,8 +88,9 @@ class Stylizer:
         self.device = resolve_device(engine.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed shapes per job: let cuDNN pick its kernels
-        self.dtype = autocast_dtype(engine.precision, self.device.type,
-                                    self.device.type == "cpu" and cpu_has_native_bf16())
+        cpu_bf16 = self.device.type == "cpu" and cpu_has_native_bf16()
+        self.dtype = autocast_dtype(engine.precision, self.device.type, cpu_bf16)
+        self.gram_dtype = gram_dtype(self.dtype, self.device.type, cpu_bf16)
         if features is None:
             features = build_features((*STYLE_LAYERS, CONTENT_LAYER), engine.weights, config.pooling)
         self.features = features.to(self.device)
@@ -186,7 +187,8 @@ class Stylizer:
         feats = self._features(x)
         return {
             "content": content_loss(feats[CONTENT_LAYER], content_target),
-            "style": style_loss([gram(feats[n]) for n in STYLE_LAYERS], style_targets, self.config.style_layer_weights),
+            "style": style_loss([gram(feats[n], self.gram_dtype) for n in STYLE_LAYERS], style_targets,
+                                self.config.style_layer_weights),
             "tv": tv_loss(x),
         }
 

@@ -11,6 +11,7 @@ from pipeline.engine.device import (
     autocast_dtype,
     cpu_bf16_flags,
     cpu_computes_bf16,
+    gram_dtype,
 )
 
 
@@ -49,3 +50,13 @@ def test_flags_of_this_cpu_agree_with_proc_cpuinfo():
 ])
 def test_autocast_dtype(precision, device, cpu_bf16, expected):
     assert autocast_dtype(precision, device, cpu_bf16) == expected
+
+
+@pytest.mark.parametrize(("network", "device", "cpu_bf16", "expected"), [
+    (torch.bfloat16, "cpu", True, torch.bfloat16),  # the default path on this kind of CPU
+    (torch.bfloat16, "cpu", False, torch.float32),  # --precision bf16 forced on an emulating CPU
+    (None, "cpu", True, torch.float32),  # --precision fp32: everything fp32
+    (torch.bfloat16, "cuda", False, torch.float32),  # CUDA keeps fp32 products (not measured yet)
+])
+def test_gram_dtype(network, device, cpu_bf16, expected):
+    assert gram_dtype(network, device, cpu_bf16) == expected

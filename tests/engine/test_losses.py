@@ -24,6 +24,16 @@ def test_gram_is_fp32_for_half_inputs():
     assert g.dtype == torch.float32 and torch.isfinite(g).all()
 
 
+def test_bf16_gram_accumulates_in_fp32():
+    # 2^16 positions: a bf16 accumulator would lose whole percents; fp32 accumulation leaves only
+    # the rounding of each result to bf16 (2^-8 relative at most).
+    f = torch.rand(1, 16, 256, 256).to(torch.bfloat16)
+    exact = gram(f.double())
+    fast = gram(f, torch.bfloat16)
+    assert fast.dtype == torch.float32
+    assert ((fast.double() - exact).abs() / exact).max() <= 2**-8
+
+
 def test_relative_mse_is_zero_at_target_and_scale_free():
     t = torch.rand(2, 3, 4, 4) + 0.1
     assert torch.allclose(relative_mse(t, t), torch.zeros(2))

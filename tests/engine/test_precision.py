@@ -43,6 +43,9 @@ def test_default_cpu_path_reaches_the_fp32_loss(features, monkeypatch):
     on): the very path users get by default. Detection is forced on, so that a CI machine without
     bf16 hardware runs this path too (slower there: emulated, but the same numbers)."""
     monkeypatch.setattr(optimize, "cpu_has_native_bf16", lambda: True)
+    stylizer = Stylizer([(STYLE, 1.0)], StyleConfig(size=64, iterations=1, scales=1), EngineConfig(device="cpu"),
+                        features=features)
+    assert stylizer.gram_dtype == torch.bfloat16  # the Gram products run in bf16 too on such a CPU
     _bf16_against_fp32(features, "cpu", "auto")
 
 
