@@ -45,7 +45,8 @@ Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Weights = Annotated[str, typer.Option(help="VGG19 weights: original (bundled), torchvision (downloads), or a state-dict file.")]
 Precision = Annotated[str, typer.Option(
     help="auto (bf16 convolutions on CUDA and on CPUs with native bf16: AVX512-BF16/AMX or Arm BF16; "
-         "fp32 elsewhere), fp32 or bf16. Gram matrices and losses stay fp32.")]
+         "fp32 elsewhere), fp32 or bf16. Losses and the optimiser stay fp32; Gram matrices accumulate in fp32 "
+         "(on such CPUs from bf16 features).")]
 Workers = Annotated[str | None, typer.Option(help="Spread the job over N Ray workers (needs stylize[ray]); auto = one per GPU, or one per 4 CPU cores. See docs/scale-out.md.")]
 RayAddress = Annotated[str | None, typer.Option(help="Join a running Ray cluster: auto (the one `ray start` made) or HOST:PORT; workers as --workers (default auto).")]
 
