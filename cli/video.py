@@ -41,7 +41,8 @@ def stylize_video(
     scene_cut: Annotated[float, typer.Option(help="--init warped: a frame whose flow explains less than this share of its pixels is a new shot and starts from its own content.")] = TEMPORAL.scene_cut,
     flow_preset: Annotated[str, typer.Option(help="Optical flow (OpenCV DIS) preset: ultrafast, fast or medium.")] = TEMPORAL.flow_preset,
     long_term: Annotated[int, typer.Option(help="--init warped: also hold each frame to the stylized frame this many frames back where the previous frame cannot vouch for a pixel (reappearing background); 0 = off.")] = TEMPORAL.long_term,
-    content_blend: Annotated[float, typer.Option(help="--init warped: share of each frame's own content mixed into its warped start, so that a long clip keeps its content instead of drifting toward the style (0 = off; more = closer to each frame's content, less stylized).")] = TEMPORAL.content_blend,
+    carry: Annotated[str, typer.Option(help="--init warped: what moves along the flow to start the next frame: offset (the stylized frame's difference from its input, added to the next input: light and newly visible things come from the frame, so long clips keep their content) or result (the stylized frame itself, as Ruder et al.).")] = TEMPORAL.carry,
+    content_blend: Annotated[float, typer.Option(help="--init warped: share of what is carried that each frame lets go of (offset: the offset shrinks by it; result: that share of the frame's content is mixed in), so a long clip does not drift toward the style (0 = off; more = closer to each frame's content, less stylized).")] = TEMPORAL.content_blend,
     report: Annotated[Path | None, typer.Option(help="Write a stability report (warping error per frame and overall, seconds per frame, style and content loss per frame) as JSON, and a PNG plot beside it.")] = None,
     report_drift: Annotated[bool, typer.Option(help="--report: also measure content drift, how far the chained frames moved from the same frames stylized on their own (frames 1-20, the last 20 and every 10th: each is stylized again with --first-iterations, which takes time).")] = False,
     start: Annotated[float, typer.Option(help="Start this many seconds into the input.")] = VIDEO.start,
@@ -102,7 +103,7 @@ def stylize_video(
         video = VideoConfig(size=size, first_iterations=first_iterations, iterations=iterations, init=init,
                             start=start, duration=duration, max_frames=max_frames, fps=fps)
         temporal = TemporalConfig(weight=temporal_weight, scene_cut=scene_cut, flow_preset=flow_preset,
-                                  long_term=long_term, content_blend=content_blend)
+                                  long_term=long_term, carry=carry, content_blend=content_blend)
         encode = EncodeConfig(codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, output_size=output_size)
         if preview:
             from pipeline.jobs.preview import preview_video

@@ -95,6 +95,7 @@ class EngineConfig:
 
 
 TEMPORAL_INITS = ("warped", "previous", "frame")
+TEMPORAL_CARRY = ("offset", "result")
 FLOW_PRESETS = ("ultrafast", "fast", "medium")  # OpenCV DIS presets, fastest first
 
 
@@ -115,9 +116,14 @@ class TemporalConfig:
     # --long-term K: also hold each frame to the stylized frame K frames back, where the previous
     # frame cannot vouch for a pixel (it was hidden there but visible K frames ago). 0 = off.
     long_term: int = 0
-    # --content-blend: share of the frame's own content mixed into each warped start, so that a long
-    # chain keeps its content (pipeline/jobs/temporal.py blend_content, docs/video-drift.md). 0 = off.
-    content_blend: float = 0.2
+    # --carry: what moves along the flow to start the next frame: "offset" (the result's difference
+    # from its own frame, added to the next frame: new light and newly visible things come from the
+    # frame) or "result" (the previous result itself, Ruder et al.). docs/video-drift.md.
+    carry: str = "offset"
+    # --content-blend: share of what is carried that each frame lets go of (offset: the offset shrinks
+    # by it; result: that share of the frame's content is mixed in), so that a long chain keeps its
+    # content (pipeline/jobs/temporal.py start_image, docs/video-drift.md). 0 = off.
+    content_blend: float = 0.1
 
     def __post_init__(self) -> None:
         from pipeline.errors import ConfigError
@@ -130,6 +136,8 @@ class TemporalConfig:
             raise ConfigError(f"--scene-cut must be between 0 and 1 (got {self.scene_cut})")
         if self.long_term < 0 or self.long_term == 1:
             raise ConfigError(f"--long-term must be 0 (off) or at least 2 frames (got {self.long_term})")
+        if self.carry not in TEMPORAL_CARRY:
+            raise ConfigError(f"--carry must be one of {', '.join(TEMPORAL_CARRY)} (got {self.carry!r})")
         if not 0 <= self.content_blend < 1:
             raise ConfigError(f"--content-blend must be at least 0 and below 1 (got {self.content_blend})")
         if self.flow_preset not in FLOW_PRESETS:

@@ -86,6 +86,7 @@ def run_label(init: str, temporal: TemporalConfig) -> str:
     if init != "warped":
         return init
     return ", ".join(["warped", *([f"long-term {temporal.long_term}"] if temporal.long_term else []),
+                      *([f"carry {temporal.carry}"] if temporal.carry != TemporalConfig.carry else []),
                       *(["no content blend"] if temporal.content_blend == 0 else [])])
 
 
@@ -99,7 +100,7 @@ def run_init(clip: Path, init: str, job: JobConfig, video: VideoConfig, temporal
             seconds.append(event.seconds)
             log(f"  {label}: {event.name} {event.seconds:.1f} s")
 
-    name = f"{clip.stem}-{init}-{temporal.long_term}-{temporal.content_blend}"
+    name = f"{clip.stem}-{init}-{temporal.long_term}-{temporal.carry}-{temporal.content_blend}"
     report_path = tmp / f"{name}.json"
     video = VideoConfig(**{**asdict(video), "init": init})
     stylize_video(clip, tmp / f"{name}.mp4", job, video, EncodeConfig(), overwrite=True,
@@ -125,6 +126,8 @@ def bench_clip(clip: Path, size: int, args, stylizer, job: JobConfig, log) -> di
         plans.append(("warped", dataclasses.replace(temporal, long_term=args.long_term)))
     if args.no_content_blend:
         plans.append(("warped", dataclasses.replace(temporal, content_blend=0.0)))
+    if args.carry_result:
+        plans.append(("warped", dataclasses.replace(temporal, carry="result", content_blend=0.0)))
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for init, settings in plans:
@@ -196,6 +199,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--drift", action="store_true",
                    help="warped runs also measure content drift (sampled frames stylized again on their own: slow)")
     p.add_argument("--no-content-blend", action="store_true", help="also run --init warped with --content-blend 0")
+    p.add_argument("--carry-result", action="store_true",
+                   help="also run --init warped with --carry result --content-blend 0 (the chain before the drift fix)")
     p.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (default: auto)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results", help="folder for the JSON report")

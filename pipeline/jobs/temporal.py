@@ -2,14 +2,16 @@
 
 Stylizing frames independently lets each land in a different local optimum, which flickers. Ruder
 et al.'s remedy, implemented here: start frame t from the stylized frame t-1 moved along the optical
-flow of the INPUT frames, and penalise departures from it where the flow is trusted.
+flow of the INPUT frames, and penalise departures from it where the flow is trusted. By default what
+moves is not the stylized frame itself but its offset from its input, added to frame t's input
+(``start_image``): a long chain then keeps its content (docs/video-drift.md).
 
 ``TemporalGuide`` is the one strategy object a video job needs:
 
 * ``guide.annotate(previous_rgb, current_rgb)`` -> ``PairFlow | None``: pure and thread-safe, meant
   for the reader thread, so the flow of frame t+1 is ready before frame t is finished;
-* ``guide.prepare(content, previous_stylized, pair_flow)`` -> ``FramePlan(init, temporal, scene_cut,
-  scales)``, whose fields go straight into ``Stylizer.stylize``.
+* ``guide.prepare(content, previous_stylized, pair_flow, previous_content=...)`` -> ``FramePlan(init,
+  temporal, scene_cut, scales)``, whose fields go straight into ``Stylizer.stylize``.
 """
 
 from __future__ import annotations
@@ -90,14 +92,16 @@ class TemporalGuide:
         content: np.ndarray | torch.Tensor,
         previous_stylized: np.ndarray | torch.Tensor | None,
         pair_flow: PairFlow | None,
-        long_term: tuple[PairFlow, np.ndarray] | None = None,
+        long_term: tuple[PairFlow, np.ndarray, np.ndarray] | None = None,
+        previous_content: np.ndarray | torch.Tensor | None = None,
     ) -> FramePlan:
         """The plan for the current frame.
 
         ``content`` is the current frame at the working size (uint8 ``[H, W, 3]`` or a ``[1, 3, H, W]``
         tensor in [0, 1]); ``previous_stylized`` the previous frame's result at the same size (None for
-        the first frame); ``pair_flow`` what ``annotate`` returned for this frame. ``long_term``
-        (``--long-term``): the flow from the frame K back to this one and that frame's stylized result.
+        the first frame) and ``previous_content`` that frame's input (needed by ``carry="offset"``);
+        ``pair_flow`` what ``annotate`` returned for this frame. ``long_term`` (``--long-term``): the flow
+        from the frame K back to this one, that frame's stylized result and its input.
         """
         mode = self.config.init
         if previous_stylized is None or mode == "frame":
@@ -114,22 +118,29 @@ class TemporalGuide:
         if previous.shape != current.shape or pair_flow.shape != current.shape[:2]:
             raise ValueError(f"sizes differ: content {current.shape}, previous result {previous.shape}, "
                              f"flow {pair_flow.shape}")
-        warped, confidence = pair_flow.warp(previous), pair_flow.confidence
+        offsets = self.config.carry == "offset"
+        if offsets and previous_content is None:
+            raise ValueError("carry 'offset' needs the previous frame's content")
+        carried = previous - as_rgb_float(previous_content) if offsets else previous
+        warped, confidence = pair_flow.warp(carried), pair_flow.confidence
         if long_term is not None:
-            warped, confidence = with_long_term(warped, confidence, *long_term)
-        if self.config.content_blend > 0:  # keeps a long chain near its content: see blend_content
-            warped = blend_content(warped, current, self.config.content_blend)
-        warped = as_tensor(warped)
+            long_flow, earlier_stylized, earlier_content = long_term
+            earlier = as_rgb_float(earlier_stylized)
+            if offsets:
+                earlier = earlier - as_rgb_float(earlier_content)
+            warped, confidence = with_long_term(warped, confidence, long_flow, earlier)
+        start = as_tensor(start_image(warped, current, self.config.content_blend, offsets))
         # The warped frame is the start everywhere, also where the flow cannot explain a pixel (newly
-        # visible, motion boundary, entering the frame) and holds a smear of stylized neighbours.
-        # Filling those pixels from the frame's content instead measured worse (warping error 0.0019
-        # vs 0.0012 on carphone, same style loss): DIS leaves large flat areas unconfirmed, and
-        # restarting them from unstylized content made them flicker. The temporal term does not
-        # hold them (their confidence is 0), so the optimiser is free to repaint the smear.
+        # visible, motion boundary, entering the frame). Filling those pixels from the frame's content
+        # instead measured worse with carry "result" (warping error 0.0019 vs 0.0012 on carphone, same
+        # style loss): DIS leaves large flat areas unconfirmed, and restarting them from unstylized
+        # content made them flicker. With carry "offset" such a pixel gets the frame's own content
+        # plus a stylized neighbour's offset. The temporal term does not hold them (their confidence
+        # is 0), so the optimiser is free to repaint them.
         temporal = None
         if self.config.weight > 0:
-            temporal = TemporalTerm(warped, as_tensor(confidence), self.config.weight)
-        return FramePlan(warped, temporal, False, scales=1)
+            temporal = TemporalTerm(start, as_tensor(confidence), self.config.weight)
+        return FramePlan(start, temporal, False, scales=1)
 
     # The video job's two hooks, for items with ``.content`` (uint8 RGB at the working size) and an
     # ``.extra`` dict (pipeline.jobs.video.FrameItem): pass ``annotate=guide.annotate_item`` and
@@ -138,7 +149,7 @@ class TemporalGuide:
     def annotate_item(self, previous_item, item) -> None:
         """Reader-thread hook: store the flow from the previous input frame in ``item.extra["flow"]``,
         and with ``--long-term K`` the flow from the frame K back in ``item.extra["long_flow"]``
-        (``(index, PairFlow)``, only when that frame belongs to the same shot).
+        (``(index, PairFlow, its uint8 content)``, only when that frame belongs to the same shot).
 
         Called for every frame in order, also for frames a resumed job takes from its job folder,
         so the history it keeps is the same in a resumed run.
@@ -151,7 +162,8 @@ class TemporalGuide:
         if k and self.config.init == "warped" and len(self._recent) == k:
             index, content = self._recent[0]
             if index >= self._shot_start:
-                item.extra["long_flow"] = (index, compute_pair_flow(content, item.content, self.config.flow_preset))
+                flow_k = compute_pair_flow(content, item.content, self.config.flow_preset)
+                item.extra["long_flow"] = (index, flow_k, content)
         self._recent.append((item.index, item.content))
 
     def frame_init(self, item, previous_item, previous_styled: np.ndarray):
@@ -159,40 +171,54 @@ class TemporalGuide:
         gets ``scene_cut`` so the job can give a new shot the first frame's iterations."""
         long_term = None
         if (found := item.extra.get("long_flow")) is not None and self.styled_frame is not None:
-            index, flow = found
-            long_term = (flow, self.styled_frame(index))
-        plan = self.prepare(item.content, previous_styled, item.extra.get("flow"), long_term)
+            index, flow, content = found
+            long_term = (flow, self.styled_frame(index), content)
+        plan = self.prepare(item.content, previous_styled, item.extra.get("flow"), long_term, previous_item.content)
         item.extra["scene_cut"] = plan.scene_cut
         return plan.init, plan.temporal
 
 
-def blend_content(start: np.ndarray, content: np.ndarray, share: float) -> np.ndarray:
-    """Mix ``share`` of the frame's own content into the warped previous result (both float
-    ``[H, W, 3]`` in [0, 1]); the mix is the frame's start and the temporal term's target.
+def start_image(carried: np.ndarray, content: np.ndarray, let_go: float, offsets: bool) -> np.ndarray:
+    """The start (and the temporal term's target) of a chained frame, float ``[H, W, 3]`` in [0, 1].
 
-    Why: a chained frame is the previous result plus a few more iterations, so frame t carries the
-    optimisation of every frame before it, many times the budget that the first frame (or any frame
-    stylized on its own) got from its content. That long optimisation walks away from the content
-    (the demo's bunny darkens into his burrow by frame 49) and the temporal term keeps whatever it
-    reached; the content loss barely sees the change. Mixing a share of the content back in each
-    frame makes the chain forget its start geometrically (after k frames (1 - share)^k of it is
-    left), so it stays about as close to its content as a frame stylized on its own. The content
-    moves with the flow like the warped result, so the mix adds no flicker of its own.
-    Measured in docs/video-drift.md.
+    ``carried`` is what the flow brought over from the previous frame, ``content`` this frame's input.
+
+    * ``offsets=True`` (``--carry offset``): ``carried`` is the previous result's difference from its
+      own input, moved along the flow; the start is ``content + (1 - let_go) * carried``. Moving the
+      offset instead of the result means that whatever the flow cannot explain (a bunny stepping out
+      of his dark burrow into the light, a newly visible wall, a change of lighting) comes from this
+      frame's content, with the stylization that was already there on top of it; where the flow does
+      explain the frame, ``content - warp(previous content)`` is small and the start is the warped
+      result as before.
+    * ``offsets=False`` (``--carry result``, Ruder et al.): ``carried`` is the previous result moved
+      along the flow, and ``let_go`` of this frame's content is mixed in.
+
+    ``let_go`` (``--content-blend``): a chained frame is the previous result plus a few more
+    iterations, so frame t carries the optimisation of every frame before it, many times the budget
+    a frame stylized on its own gets. That long optimisation walks away from the content, and the
+    temporal term keeps whatever it reached. Letting go of a share each frame makes the chain forget
+    its start geometrically (after k frames (1 - let_go)^k of it is left). Measured in
+    docs/video-drift.md.
     """
-    return ((1.0 - share) * start + share * content).astype(np.float32)
+    if offsets:
+        start = content + (1.0 - let_go) * carried
+    else:
+        start = (1.0 - let_go) * carried + let_go * content
+    return np.clip(start, 0.0, 1.0).astype(np.float32)
 
 
 def with_long_term(warped: np.ndarray, confidence: np.ndarray, long_flow: PairFlow,
                    earlier_stylized: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Fold the stylized frame K back into the start image and the temporal term (Ruder et al.).
 
-    ``warped``/``confidence``: the previous result moved into this frame and the trust in it. The
+    ``warped``/``confidence``: what is carried from the previous frame (its result, or with carry
+    "offset" the result's offset from its input), moved into this frame, and the trust in it;
+    ``earlier_stylized`` the same for the frame K back, not yet moved. The
     earlier frame counts only where the previous frame cannot vouch for a pixel but the earlier one
     can: ``c_long = max(c_earlier - c_previous, 0)``, so a wall that reappears after an actor walked
     past gets back the look it had. Two weighted squared distances, ``c_p |x - a|^2 + c_l |x - b|^2``,
     are one distance to their weighted mean with weight ``c_p + c_l`` (up to a constant), so the
-    optimiser keeps a single temporal term. Returns (start and target image, its confidence).
+    optimiser keeps a single temporal term. Returns (what is carried, its confidence).
     """
     earlier = long_flow.warp(as_rgb_float(earlier_stylized))
     c_prev = confidence[..., None]

@@ -38,7 +38,7 @@ def test_previous_mode_starts_from_the_previous_result_unwarped():
 
 def test_warped_mode_moves_the_previous_result_along_the_flow():
     previous, current = panned()
-    g = guide(init="warped", weight=7.0, content_blend=0.0)
+    g = guide(init="warped", weight=7.0, carry="result", content_blend=0.0)
     # A "stylized" previous frame that moves with the scene: the pan of another picture.
     wide = textured(64 + SHIFT, 48, seed=5)
     stylized_prev, stylized_cur = wide[:, SHIFT:], wide[:, :64]
@@ -68,7 +68,7 @@ def test_temporal_loss_is_zero_for_a_perfectly_warped_target():
 def test_zero_weight_keeps_the_warped_init_but_drops_the_loss():
     previous, current = panned()
     g = guide(weight=0.0)
-    plan = g.prepare(current, textured(64, 48, seed=3), g.annotate(previous, current))
+    plan = g.prepare(current, textured(64, 48, seed=3), g.annotate(previous, current), previous_content=previous)
     assert plan.init is not None and plan.temporal is None
 
 
@@ -79,7 +79,8 @@ def test_scene_cut_restarts_from_the_frames_own_content():
     assert flow.agreement < g.config.scene_cut
     assert g.prepare(shot_b, textured(64, 48, seed=3), flow) == (None, None, True, None)
     previous, current = panned()
-    assert not g.prepare(current, textured(64, 48, seed=3), g.annotate(previous, current)).scene_cut
+    assert not g.prepare(current, textured(64, 48, seed=3), g.annotate(previous, current),
+                         previous_content=previous).scene_cut
 
 
 def test_warped_mode_without_flow_is_a_programming_error():
@@ -184,7 +185,7 @@ def stylize_clip(stylizer, frames, first, mode, iterations):
     outputs = [first]
     styles = []
     for previous, current in zip(frames, frames[1:]):
-        plan = g.prepare(current, outputs[-1], g.annotate(previous, current))
+        plan = g.prepare(current, outputs[-1], g.annotate(previous, current), previous_content=previous)
         result = stylizer.stylize(from_uint8(current), init=plan.init, temporal=plan.temporal, scales=plan.scales,
                                   iterations=iterations)
         outputs.append(to_uint8(result.image))
@@ -221,14 +222,53 @@ def test_content_blend_mixes_the_frames_content_into_the_warped_start():
     previous, current = panned()
     stylized = textured(64, 48, seed=5)
     flow = guide().annotate(previous, current)
-    plain = guide(content_blend=0.0).prepare(current, stylized, flow)
-    mixed = guide(content_blend=0.25).prepare(current, stylized, flow)
+    plain = guide(carry="result", content_blend=0.0).prepare(current, stylized, flow)
+    mixed = guide(carry="result", content_blend=0.25).prepare(current, stylized, flow)
     expected = 0.75 * plain.init + 0.25 * from_uint8(current)
     torch.testing.assert_close(mixed.init, expected, atol=1e-6, rtol=0)
     # The mix is also what the temporal term holds the frame to, with the same trust.
     assert mixed.temporal.warped is mixed.init
     torch.testing.assert_close(mixed.temporal.mask, plain.temporal.mask)
-    assert TemporalConfig().content_blend == 0.2
     for bad in (-0.1, 1.0):
         with pytest.raises(ConfigError, match="--content-blend"):
             TemporalConfig(content_blend=bad)
+
+
+def test_offset_carry_takes_what_the_flow_cannot_explain_from_the_frame():
+    """A pan in which a patch of the new frame also lights up (the bunny stepping into the light):
+    carrying the result keeps the patch as dark as it was; carrying the offset brings the new light
+    in, with the stylization on top. Elsewhere both starts are the moved previous result."""
+    previous, current = panned()
+    lit = current.copy()
+    lit[16:32, 24:40] = np.clip(lit[16:32, 24:40].astype(np.int16) + 60, 0, 255).astype(np.uint8)
+    stylized = textured(64, 48, seed=5) // 2  # at most 0.5: the light never clips at white
+    flow = guide().annotate(previous, current)  # the flow of the pan, as DIS sees it without the light
+    result = guide(carry="result", content_blend=0.0).prepare(lit, stylized, flow)
+    offset = guide(content_blend=0.0).prepare(lit, stylized, flow, previous_content=previous)
+    light = (from_uint8(lit) - from_uint8(current))[..., 16:32, 24:40]
+    gained = (offset.init - result.init)[..., 16:32, 24:40]
+    # In the patch the start gains the light, up to the warp's resampling error.
+    assert light.mean().item() > 0.15
+    assert (gained - light).abs().mean().item() < 0.02
+    # Where the flow explains the frame (away from the patch and the pixels entering on the left),
+    # the two starts agree to the warp's resampling error.
+    away = torch.ones(48, 64, dtype=torch.bool)
+    away[12:36, 20:44] = False
+    away[:, :8] = False
+    assert (offset.init - result.init)[..., away].abs().mean().item() < 0.02
+    assert offset.temporal.warped is offset.init  # the start is also the temporal target
+    # The offset shrinks by --content-blend each frame: what is carried over is (1 - blend) of it.
+    half = guide(content_blend=0.5).prepare(lit, stylized, flow, previous_content=previous)
+    carried = offset.init - from_uint8(lit)
+    inside = (offset.init > 0.01) & (offset.init < 0.99)  # away from the clipping at 0 and 1
+    torch.testing.assert_close((half.init - from_uint8(lit))[inside], 0.5 * carried[inside], atol=1e-5, rtol=0)
+
+
+def test_offset_carry_needs_the_previous_content_and_is_the_default():
+    previous, current = panned()
+    flow = guide().annotate(previous, current)
+    with pytest.raises(ValueError, match="previous frame's content"):
+        guide().prepare(current, textured(64, 48, seed=3), flow)
+    assert (TemporalConfig().carry, TemporalConfig().content_blend) == ("offset", 0.1)
+    with pytest.raises(ConfigError, match="--carry"):
+        TemporalConfig(carry="style")
