@@ -2,9 +2,9 @@
 
 Stylizing frames independently lets each land in a different local optimum, which flickers. Ruder
 et al.'s remedy, implemented here: start frame t from the stylized frame t-1 moved along the optical
-flow of the INPUT frames, and penalise departures from it where the flow is trusted. By default what
-moves is not the stylized frame itself but its offset from its input, added to frame t's input
-(``start_image``): a long chain then keeps its content (docs/video-drift.md).
+flow of the INPUT frames, and penalise departures from it where the flow is trusted. By default,
+where the flow cannot vouch for a pixel, what moves is the stylized frame's offset from its input,
+added to frame t's input (``start_image``): a long chain then keeps its content (docs/video-drift.md).
 
 ``TemporalGuide`` is the one strategy object a video job needs:
 
@@ -121,22 +121,22 @@ class TemporalGuide:
         offsets = self.config.carry == "offset"
         if offsets and previous_content is None:
             raise ValueError("carry 'offset' needs the previous frame's content")
-        carried = previous - as_rgb_float(previous_content) if offsets else previous
-        warped, confidence = pair_flow.warp(carried), pair_flow.confidence
+        warped, confidence = pair_flow.warp(previous), pair_flow.confidence
+        offset = pair_flow.warp(previous - as_rgb_float(previous_content)) if offsets else None
         if long_term is not None:
             long_flow, earlier_stylized, earlier_content = long_term
             earlier = as_rgb_float(earlier_stylized)
-            if offsets:
-                earlier = earlier - as_rgb_float(earlier_content)
+            if offsets:  # the same fold for the offsets: the weights depend on the masks only
+                offset, _ = with_long_term(offset, confidence, long_flow, earlier - as_rgb_float(earlier_content))
             warped, confidence = with_long_term(warped, confidence, long_flow, earlier)
-        start = as_tensor(start_image(warped, current, self.config.content_blend, offsets))
-        # The warped frame is the start everywhere, also where the flow cannot explain a pixel (newly
-        # visible, motion boundary, entering the frame). Filling those pixels from the frame's content
-        # instead measured worse with carry "result" (warping error 0.0019 vs 0.0012 on carphone, same
-        # style loss): DIS leaves large flat areas unconfirmed, and restarting them from unstylized
-        # content made them flicker. With carry "offset" such a pixel gets the frame's own content
-        # plus a stylized neighbour's offset. The temporal term does not hold them (their confidence
-        # is 0), so the optimiser is free to repaint them.
+        start = as_tensor(start_image(warped, current, self.config.content_blend, offset, confidence))
+        # Where the flow cannot explain a pixel (newly visible, motion boundary, entering the frame)
+        # the warp holds a smear of stylized neighbours. With --carry result that smear is the start;
+        # filling those pixels from the frame's plain content instead measured worse (warping error
+        # 0.0019 vs 0.0012 on carphone, same style loss): DIS leaves large flat areas unconfirmed, and
+        # restarting them from unstylized content made them flicker. --carry offset puts the
+        # neighbours' stylization on top of the frame's own content there (see start_image). The
+        # temporal term does not hold such pixels (confidence 0): the optimiser may repaint them.
         temporal = None
         if self.config.weight > 0:
             temporal = TemporalTerm(start, as_tensor(confidence), self.config.weight)
@@ -178,32 +178,35 @@ class TemporalGuide:
         return plan.init, plan.temporal
 
 
-def start_image(carried: np.ndarray, content: np.ndarray, let_go: float, offsets: bool) -> np.ndarray:
+def start_image(warped: np.ndarray, content: np.ndarray, let_go: float, offset: np.ndarray | None = None,
+                trust: np.ndarray | None = None) -> np.ndarray:
     """The start (and the temporal term's target) of a chained frame, float ``[H, W, 3]`` in [0, 1].
 
-    ``carried`` is what the flow brought over from the previous frame, ``content`` this frame's input.
+    ``warped`` is the previous result moved along the flow, ``content`` this frame's input.
 
-    * ``offsets=True`` (``--carry offset``): ``carried`` is the previous result's difference from its
-      own input, moved along the flow; the start is ``content + (1 - let_go) * carried``. Moving the
-      offset instead of the result means that whatever the flow cannot explain (a bunny stepping out
-      of his dark burrow into the light, a newly visible wall, a change of lighting) comes from this
-      frame's content, with the stylization that was already there on top of it; where the flow does
-      explain the frame, ``content - warp(previous content)`` is small and the start is the warped
-      result as before.
-    * ``offsets=False`` (``--carry result``, Ruder et al.): ``carried`` is the previous result moved
-      along the flow, and ``let_go`` of this frame's content is mixed in.
+    * ``--carry result`` (``offset`` None, Ruder et al.): the moved result, with ``let_go`` of this
+      frame's content mixed in.
+    * ``--carry offset`` (default): ``offset`` is the previous result's difference from its own input,
+      moved along the flow. Where the flow cannot vouch for a pixel (``trust`` ``[H, W]`` near 0: newly
+      visible, a motion boundary, a change the flow does not explain) the start is this frame's
+      content plus ``(1 - let_go)`` of that offset, so a bunny stepping out of his dark burrow gets
+      the light of this frame with his neighbours' stylization on top, instead of the burrow's dark
+      pixels carried along with him. Where the flow is trusted the start is the moved result as with
+      ``--carry result``; in between, their mix by ``trust``. (Adding the offset everywhere measured
+      as steady as the input itself on Big Buck Bunny but brought a noisy clip's own flicker in: 1.9x
+      the input's warping error on carphone, against 1.4x this way; docs/video-drift.md.)
 
     ``let_go`` (``--content-blend``): a chained frame is the previous result plus a few more
     iterations, so frame t carries the optimisation of every frame before it, many times the budget
     a frame stylized on its own gets. That long optimisation walks away from the content, and the
     temporal term keeps whatever it reached. Letting go of a share each frame makes the chain forget
-    its start geometrically (after k frames (1 - let_go)^k of it is left). Measured in
-    docs/video-drift.md.
+    its start geometrically (after k frames (1 - let_go)^k of it is left).
     """
-    if offsets:
-        start = content + (1.0 - let_go) * carried
-    else:
-        start = (1.0 - let_go) * carried + let_go * content
+    start = (1.0 - let_go) * warped + let_go * content
+    if offset is not None:
+        trust = np.ones(content.shape[:2], np.float32) if trust is None else trust
+        from_offset = content + (1.0 - let_go) * offset
+        start = trust[..., None] * start + (1.0 - trust[..., None]) * from_offset
     return np.clip(start, 0.0, 1.0).astype(np.float32)
 
 
@@ -212,7 +215,7 @@ def with_long_term(warped: np.ndarray, confidence: np.ndarray, long_flow: PairFl
     """Fold the stylized frame K back into the start image and the temporal term (Ruder et al.).
 
     ``warped``/``confidence``: what is carried from the previous frame (its result, or with carry
-    "offset" the result's offset from its input), moved into this frame, and the trust in it;
+    "offset" also the result's offset from its input), moved into this frame, and the trust in it;
     ``earlier_stylized`` the same for the frame K back, not yet moved. The
     earlier frame counts only where the previous frame cannot vouch for a pixel but the earlier one
     can: ``c_long = max(c_earlier - c_previous, 0)``, so a wall that reappears after an actor walked
