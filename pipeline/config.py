@@ -116,9 +116,10 @@ class TemporalConfig:
     # --long-term K: also hold each frame to the stylized frame K frames back, where the previous
     # frame cannot vouch for a pixel (it was hidden there but visible K frames ago). 0 = off.
     long_term: int = 0
-    # --carry: what moves along the flow to start the next frame: "offset" (the result's difference
-    # from its own frame, added to the next frame: new light and newly visible things come from the
-    # frame) or "result" (the previous result itself, Ruder et al.). docs/video-drift.md.
+    # --carry: what moves along the flow to start the next frame where the flow cannot vouch for a
+    # pixel: "offset" (the result's difference from its own frame, added to the next frame: new light
+    # and newly visible things come from the frame) or "result" (the previous result itself
+    # everywhere, Ruder et al.). Trusted pixels always start from the moved result. docs/video-drift.md.
     carry: str = "offset"
     # --content-blend: share of what is carried that each frame lets go of (offset: the offset shrinks
     # by it; result: that share of the frame's content is mixed in), so that a long chain keeps its

@@ -356,13 +356,15 @@ def test_long_term_resumes_to_the_same_result(tmp_path, job, monkeypatch):
     make_pan(src, frames=7)
     lossless, settings = EncodeConfig(codec="ffv1"), TemporalConfig(long_term=2)
     stylize_video(src, whole, job, WARPED, lossless, stylizer=EchoStylizer(), temporal=settings)
-    assert len(used) == 5  # frames 2..6 each had the frame two back, from the same shot
+    # Frames 2..6 each had the frame two back, from the same shot; --carry offset (the default) folds
+    # it in twice per frame: into the moved result and into the moved offset.
+    assert len(used) == 2 * 5
     with pytest.raises(KeyboardInterrupt):
         stylize_video(src, resumed, job, WARPED, lossless, stylizer=EchoStylizer(fail_at=4), temporal=settings)
     used.clear()
     summary = stylize_video(src, resumed, job, WARPED, lossless, stylizer=EchoStylizer(), temporal=settings)
     # The resumed frames 4..6 found frames 2..4 (two from the job folder) exactly as the whole run did.
-    assert summary["resumed_frames"] == 4 and len(used) == 3
+    assert summary["resumed_frames"] == 4 and len(used) == 2 * 3
     assert all(np.array_equal(a, b) for a, b in zip(decoded(whole), decoded(resumed), strict=True))
 
 
