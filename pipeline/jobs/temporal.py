@@ -204,7 +204,8 @@ def start_image(warped: np.ndarray, content: np.ndarray, let_go: float, offset: 
     """
     start = (1.0 - let_go) * warped + let_go * content
     if offset is not None:
-        trust = np.ones(content.shape[:2], np.float32) if trust is None else trust
+        if trust is None:
+            raise ValueError("start_image: an offset needs the flow's trust to be mixed in by")
         from_offset = content + (1.0 - let_go) * offset
         start = trust[..., None] * start + (1.0 - trust[..., None]) * from_offset
     return np.clip(start, 0.0, 1.0).astype(np.float32)
