@@ -269,13 +269,22 @@ class EventRenderer:
         self.failures: list[tuple[str, str]] = []
         self.notices: list[str] = []
         self.per_worker: dict[str, int] = {}  # images done per worker, in a distributed job
+        self.live = False
 
     def __enter__(self):
-        self.progress.__enter__()
         return self
 
     def __exit__(self, *exc):
-        self.progress.__exit__(*exc)
+        if self.live:
+            self.progress.__exit__(*exc)
+
+    def _add_task(self, description: str, **fields) -> int:
+        # The display starts with the first bar: started earlier, a job that fails before its first
+        # item (a missing input, say) would leave an empty line above its one error line.
+        if not self.live:
+            self.progress.__enter__()
+            self.live = True
+        return self.progress.add_task(description, **fields)
 
     def _rate(self, done: int) -> str:
         elapsed = time.perf_counter() - self.job_start
@@ -296,7 +305,7 @@ class EventRenderer:
             self.job_unit = event.unit
             self.job_start = time.perf_counter()
             self.job_done_at_start = event.done
-            self.job_task = self.progress.add_task(
+            self.job_task = self._add_task(
                 event.description or event.kind, total=event.total, completed=event.done, rate="", info=""
             )
         elif isinstance(event, ev.Iteration):
@@ -304,7 +313,7 @@ class EventRenderer:
                 task = self.job_task
             else:
                 if self.item_task is None:
-                    self.item_task = self.progress.add_task("  iterations", total=event.total, rate="", info="")
+                    self.item_task = self._add_task("  iterations", total=event.total, rate="", info="")
                 task = self.item_task
             fields = {}
             now = time.perf_counter()
@@ -318,7 +327,7 @@ class EventRenderer:
         elif isinstance(event, ev.ItemStarted):
             if self.item_task is None and self.job_unit != "it" and self.job_task is not None:
                 # Created here rather than at the first iteration, so the first item shows its name too.
-                self.item_task = self.progress.add_task(f"  {event.name}", total=event.total_iterations,
+                self.item_task = self._add_task(f"  {event.name}", total=event.total_iterations,
                                                         rate="", info="")
             elif self.item_task is not None and self.job_unit != "it":
                 self.progress.update(self.item_task, completed=0, total=event.total_iterations,

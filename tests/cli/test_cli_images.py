@@ -54,7 +54,7 @@ def test_blended_styles_and_options(tmp_path, content_file, style_file, style_fi
 
 
 def one_error_line(proc):
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    lines = proc.stderr.splitlines()  # blank lines count: an empty line above the error is a defect too
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert len(lines) == 1, proc.stderr
@@ -64,6 +64,9 @@ def one_error_line(proc):
 def test_bad_inputs_get_one_clear_line(tmp_path, content_file, style_file):
     out = tmp_path / "o.png"
     assert "no such file" in one_error_line(run(tmp_path / "missing.jpg", style_file, out, *FAST))
+    # Not --quiet, and neither name has a type: the missing input is what gets named.
+    loud = run(tmp_path / "missing", style_file, tmp_path / "o", "--device", "cpu")
+    assert "missing: no such file" in one_error_line(loud)
     fake = tmp_path / "fake.jpg"
     fake.write_text("hello, not an image")
     assert "not an image" in one_error_line(run(fake, style_file, out, *FAST))

@@ -34,7 +34,7 @@ def run_here(*args):
 
 
 def one_error_line(proc, *fragments):
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    lines = proc.stderr.splitlines()  # blank lines count: an empty line above the error is a defect too
     assert proc.returncode not in (0, None)
     assert "Traceback" not in proc.stderr
     assert len(lines) == 1, proc.stderr
@@ -88,6 +88,9 @@ def test_bad_inputs_get_one_line(tmp_path, style_file, make, fragments):
     proc = run_here(src, style_file, tmp_path / "out.mp4", *FAST, "--start", "5")
     one_error_line(proc, *fragments)
     assert not (tmp_path / "out.mp4").exists()
+    # Without --quiet too: the progress display must not leave an empty line above the error.
+    loud = [arg for arg in FAST if arg not in ("--quiet", "-q")]
+    one_error_line(run_here(src, style_file, tmp_path / "out.mp4", *loud, "--start", "5"), *fragments)
 
 
 def test_bad_options_get_one_line(tmp_path, style_file):
