@@ -136,9 +136,11 @@ def stylize_video(
             common.print_line(f"Stability report: {report} ({steadiness}, mean style loss {summary['style_loss']:.4f}; "
                               f"plot {report.with_suffix('.png')})", quiet)
             if (drift := summary.get("drift")) and drift["first"] is not None and drift["last"] is not None:
+                floor = f"; frames alone differ from their neighbour by {drift['floor_last']:.4f}, the " \
+                        f"measure's floor" if drift.get("floor_last") is not None else ""
                 common.print_line(f"Content drift (luminance vs each frame stylized on its own, 0-1): "
                                   f"{drift['first']:.4f} over the first frames, {drift['last']:.4f} over the "
-                                  f"last", quiet)
+                                  f"last{floor}", quiet)
 
 
 def _distributed(input, output, job, video, encode, scale, temporal, overwrite, quiet, report) -> None:

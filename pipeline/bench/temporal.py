@@ -139,6 +139,9 @@ def bench_clip(clip: Path, size: int, args, stylizer, job: JobConfig, log) -> di
     plot = args.out / f"bench-temporal-{clip.stem}.png"
     plot.parent.mkdir(parents=True, exist_ok=True)
     drifts = {f"--init {r.init}": drift_curve(r.drift, r.frames) for r in runs if r.drift}
+    if drifts:  # every run compares with the same frames stylized alone: one floor for all
+        measured = next(r for r in runs if r.drift)
+        drifts["floor: frames alone vs their neighbour"] = drift_curve(measured.drift, measured.frames, floor=True)
     below = ({**drifts}, {"title": "content drift per frame (luminance at 1/4 size, vs the frame stylized alone)",
                           "x_label": "frame"}) if drifts else None
     write_plot({**curves, "input video": floor.per_frame}, plot, width=720, height=300, below=below,
@@ -161,9 +164,9 @@ def _ratio(value: float | None, floor: float | None) -> str:
 def format_table(clips: list[dict]) -> str:
     """Markdown: one row per clip and init, plus the input's own row, with ratios to the input."""
     lines = [f"| clip | frames | init | warping error | vs input | {LONG_TERM_STRIDE} frames apart | vs input | "
-             "style loss | content loss | drift, first 20 | drift, last 20 | s/frame | "
+             "style loss | content loss | drift, first 20 | drift, last 20 | drift floor, last 20 | s/frame | "
              "s/frame after the first (median) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for c in clips:
         name = f"{Path(c['clip']).name} ({c['work_size'][0]}x{c['work_size'][1]})"
         floor, far_floor = c["input_warping_error"], c["input_long_term_warping_error"]
@@ -172,10 +175,11 @@ def format_table(clips: list[dict]) -> str:
             lines.append(f"| {name} | {r['frames']} | {r['init']} | {_number(r['warping_error'])} | "
                          f"{_ratio(r['warping_error'], floor)} | {_number(far)} | {_ratio(far, far_floor)} | "
                          f"{r['style_loss']:.3f} | {r['content_loss']:.3f} | {_number(r['drift'].get('first'), 4)} | "
-                         f"{_number(r['drift'].get('last'), 4)} | {r['seconds_per_frame']:.1f} | "
+                         f"{_number(r['drift'].get('last'), 4)} | {_number(r['drift'].get('floor_last'), 4)} | "
+                         f"{r['seconds_per_frame']:.1f} | "
                          f"{_number(r['later_seconds_per_frame'], 1)} |")
         lines.append(f"| {name} | {c['runs'][0]['frames'] if c['runs'] else '-'} | input video itself | "
-                     f"{_number(floor)} | 1.0x | {_number(far_floor)} | 1.0x | | | | | | |")
+                     f"{_number(floor)} | 1.0x | {_number(far_floor)} | 1.0x | | | | | | | |")
     return "\n".join(lines)
 
 

@@ -190,21 +190,36 @@ def drift_frames(frames: int, window: int = DRIFT_WINDOW, every: int = DRIFT_EVE
     return sorted(chosen)
 
 
-def drift_summary(frames: list[int], per_frame: list[float], total: int, window: int = DRIFT_WINDOW) -> dict:
-    """The report's ``drift`` entry from the measured frames (indices into a chain of ``total``)."""
-    first = [d for f, d in zip(frames, per_frame) if 1 <= f <= window]
-    last = [d for f, d in zip(frames, per_frame) if f >= total - window]
-    mean_first = float(np.mean(first)) if first else None
-    mean_last = float(np.mean(last)) if last else None
+def drift_summary(frames: list[int], per_frame: list[float], total: int, window: int = DRIFT_WINDOW,
+                  neighbours: dict[int, float] | None = None) -> dict:
+    """The report's ``drift`` entry from the measured frames (indices into a chain of ``total``).
+
+    ``neighbours``: {frame t: content_drift(frame t-1 alone, frame t alone)} for the measured frames
+    whose predecessor was measured too. Frames stylized on their own flicker, so a steady chain can
+    come no closer to them than about this: the measure's floor, kept beside the drift so that a
+    painting and size with a high floor are not mistaken for a drifting chain."""
+    def window_means(values: dict[int, float]) -> tuple[float | None, float | None]:
+        first = [d for f, d in values.items() if 1 <= f <= window]
+        last = [d for f, d in values.items() if f >= total - window]
+        return (float(np.mean(first)) if first else None), (float(np.mean(last)) if last else None)
+
+    mean_first, mean_last = window_means(dict(zip(frames, per_frame)))
+    neighbours = neighbours or {}
+    floor_first, floor_last = window_means(neighbours)
     ratio = mean_last / mean_first if mean_first and mean_last is not None else None
     return {"frames": frames, "per_frame": per_frame, "scale": DRIFT_SCALE, "window": window,
-            "first": mean_first, "last": mean_last, "ratio": ratio}
+            "first": mean_first, "last": mean_last, "ratio": ratio,
+            "floor_first": floor_first, "floor_last": floor_last,
+            "floor_frames": sorted(neighbours), "floor_per_frame": [neighbours[f] for f in sorted(neighbours)]}
 
 
-def drift_curve(drift: dict, frames: int) -> list[float | None]:
-    """A report's sampled drift as one value per frame of ``frames`` (None where not measured)."""
+def drift_curve(drift: dict, frames: int, floor: bool = False) -> list[float | None]:
+    """A report's sampled drift (or with ``floor``, its floor) as one value per frame of ``frames``
+    (None where not measured)."""
     curve: list[float | None] = [None] * frames
-    for index, value in zip(drift["frames"], drift["per_frame"]):
+    indices, values = (drift.get("floor_frames", []), drift.get("floor_per_frame", [])) if floor else \
+        (drift["frames"], drift["per_frame"])
+    for index, value in zip(indices, values):
         curve[index] = value
     return curve
 

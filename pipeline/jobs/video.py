@@ -269,7 +269,7 @@ def stylize_video(
         summary["style_loss"] = stability.losses["style"]
         summary["report"] = str(report_path)
         if stability.drift:
-            summary["drift"] = {k: stability.drift[k] for k in ("first", "last", "ratio")}
+            summary["drift"] = {k: stability.drift[k] for k in ("first", "last", "ratio", "floor_first", "floor_last")}
     on_event(JobFinished(summary))
     return summary
 

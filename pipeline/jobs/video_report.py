@@ -46,22 +46,27 @@ def stability_report(info: VideoInfo, folder: JobFolder, work_size: tuple[int, i
 def drift_report(info: VideoInfo, folder: JobFolder, work_size: tuple[int, int], stylizer, iterations: int,
                  scales: int) -> dict:
     """Content drift of sampled frames: each chained result against the same frame stylized on its
-    own from its content, as the first frame was (same budget, coarse-to-fine)."""
+    own from its content, as the first frame was (same budget, coarse-to-fine). Neighbouring sampled
+    frames also give the measure's floor (stability.drift_summary)."""
     frames = stability.drift_frames(info.frames)
-    wanted, per_frame = set(frames), []
+    wanted, per_frame, neighbours, previous = set(frames), [], {}, None
     for index, frame in enumerate(decode_frames(info)):
         if index not in wanted:
             continue
         content = to_work_size(frame.rgb, work_size)
-        alone = stylizer.stylize(from_uint8(content), iterations=iterations, scales=scales).image
-        per_frame.append(stability.content_drift(folder.load(index, (*work_size, 3)), to_uint8(alone)))
-    return stability.drift_summary(frames[:len(per_frame)], per_frame, info.frames)
+        alone = to_uint8(stylizer.stylize(from_uint8(content), iterations=iterations, scales=scales).image)
+        per_frame.append(stability.content_drift(folder.load(index, (*work_size, 3)), alone))
+        if previous is not None and previous[0] == index - 1:
+            neighbours[index] = stability.content_drift(previous[1], alone)
+        previous = (index, alone)
+    return stability.drift_summary(frames[:len(per_frame)], per_frame, info.frames, neighbours=neighbours)
 
 
 def write_stability(report: StabilityReport, path: Path) -> None:
     stability.write_report(report, path)
     below = None
     if report.drift:  # drift per frame under the warping error, each on its own scale
-        below = ({"drift from the frame stylized on its own": stability.drift_curve(report.drift, report.frames)},
-                 {"title": "content drift per frame (luminance, 1/4 size)", "x_label": "frame"})
+        curves = {"drift from the frame stylized on its own": stability.drift_curve(report.drift, report.frames),
+                  "floor: frames alone vs their neighbour": stability.drift_curve(report.drift, report.frames, True)}
+        below = (curves, {"title": "content drift per frame (luminance, 1/4 size)", "x_label": "frame"})
     stability.write_plot(report.per_frame, path.with_suffix(".png"), below=below)

@@ -159,7 +159,7 @@ def test_content_drift_is_the_mean_luminance_difference_at_a_quarter_size():
 
 
 def test_drift_frames_sample_both_ends_of_the_chain():
-    from pipeline.jobs.stability import drift_frames, drift_summary
+    from pipeline.jobs.stability import drift_curve, drift_frames, drift_summary
 
     assert drift_frames(1) == [] and drift_frames(4) == [1, 2, 3]
     chosen = drift_frames(100)
@@ -167,6 +167,14 @@ def test_drift_frames_sample_both_ends_of_the_chain():
     summary = drift_summary([1, 2, 50, 98, 99], [0.02, 0.04, 0.5, 0.06, 0.06], total=100, window=2)
     assert summary["first"] == pytest.approx(0.03) and summary["last"] == pytest.approx(0.06)
     assert summary["ratio"] == pytest.approx(2.0) and summary["scale"] == 4
+    assert summary["floor_first"] is None and summary["floor_frames"] == []
+    # The floor averages the neighbour differences of frames alone over the same two windows.
+    summary = drift_summary([1, 2, 50, 98, 99], [0.02, 0.04, 0.5, 0.06, 0.06], total=100, window=2,
+                            neighbours={2: 0.01, 99: 0.03})
+    assert summary["floor_first"] == pytest.approx(0.01) and summary["floor_last"] == pytest.approx(0.03)
+    assert summary["floor_frames"] == [2, 99] and summary["floor_per_frame"] == [0.01, 0.03]
+    curve = drift_curve(summary, 100, floor=True)
+    assert curve[2] == 0.01 and curve[99] == 0.03 and curve[1] is None
 
 
 def test_a_second_chart_goes_under_the_first(tmp_path):

@@ -393,7 +393,7 @@ def test_the_report_measures_content_drift_on_request(tmp_path, job):
     make_pan(src, frames=5)
     with pytest.raises(ConfigError, match="--report"):
         stylize_video(src, tmp_path / "x.mp4", job, WARPED, ENCODE, stylizer=EchoStylizer(), report_drift=True)
-    drifts = {}
+    drifts, floors = {}, {}
     for init in ("frame", "warped"):
         events = []
         summary = stylize_video(src, tmp_path / f"{init}.mp4", job, dataclasses.replace(WARPED, init=init), ENCODE,
@@ -404,8 +404,13 @@ def test_the_report_measures_content_drift_on_request(tmp_path, job):
         assert summary["drift"]["last"] == pytest.approx(drift["last"])
         assert any(isinstance(e, Notice) and "drift" in e.message for e in events)
         drifts[init] = drift["per_frame"]
+        # Frames 1-4 alone and their neighbours: the floor of frames 2-4 (frame 0 is not sampled).
+        assert drift["floor_frames"] == [2, 3, 4] and summary["drift"]["floor_last"] == drift["floor_last"]
+        floors[init] = drift["floor_per_frame"]
     # Frames stylized on their own are exactly what the drift measure compares with: no drift. The
     # echo chain keeps half of the previous frame, which differs from the frame's own result.
     assert drifts["frame"] == [0.0] * 4
     assert min(drifts["warped"]) > 0.005
+    # The floor compares frames alone with each other: the same for any chain, and not zero on a pan.
+    assert floors["frame"] == floors["warped"] and min(floors["frame"]) > 0.005
     assert Image.open(report.with_suffix(".png")).size[1] == 2 * 240  # drift under the warping error
