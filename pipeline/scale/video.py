@@ -131,13 +131,10 @@ class VideoWorker:
         shape = (*work_size, 3)
         previous = previous_styled = None
         stylized = 0
-        # Decoding runs from the start of the range: simple and exact, but a chunk late in a long film
-        # pays for decoding everything before it (seeking to a keyframe is the next step).
-        for index, frame in enumerate(decode_frames(info)):
-            if index >= chunk.end:
-                break
-            if index < chunk.first:
-                continue
+        # Only the chunk's own frames: decode_frames seeks to the keyframe before the first of them,
+        # so a chunk late in a film does not decode the whole film before it.
+        own = dataclasses.replace(info, frame_pts=info.frame_pts[chunk.first:chunk.end])
+        for index, frame in enumerate(decode_frames(own), start=chunk.first):
             item = FrameItem(index, frame.pts, to_work_size(frame.rgb, work_size))
             if annotate is not None:
                 annotate(previous, item)

@@ -20,7 +20,7 @@ MS = Fraction(1, 1000)
 
 
 def make_video(path: Path, *, width=48, height=32, frames=8, vfr=False, audio=True, audio_codec="aac",
-               options=None, seed=0, rotation=0) -> list[int]:
+               options=None, seed=0, rotation=0, keyframe_every=None) -> list[int]:
     """Write a small test clip; return its frame times in milliseconds.
 
     Frames are 40 ms apart (25 fps) or, with ``vfr``, alternately 40 and 80 ms apart. Each frame
@@ -35,6 +35,8 @@ def make_video(path: Path, *, width=48, height=32, frames=8, vfr=False, audio=Tr
     video.width, video.height = width, height
     video.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
     video.time_base = video.codec_context.time_base = MS
+    if keyframe_every:
+        video.codec_context.gop_size = keyframe_every
     sound = None
     if audio:
         sound = container.add_stream(audio_codec, rate=48000)
@@ -156,6 +158,24 @@ def test_phone_rotation_is_applied_on_decode(tmp_path, rotation):
         # The same pixels, turned counter-clockwise by the display angle (what players show).
         assert np.array_equal(np.rot90(a.rgb, k=rotation // 90), b.rgb)
         assert b.rgb.shape == (turned.height, turned.width, 3)
+
+
+def test_a_range_of_frames_decodes_as_in_the_whole_clip(tmp_path):
+    """A worker decodes only its chunk: decode_frames seeks to the keyframe before the first wanted
+    frame (past 0.5 s) and must then give exactly the frames a decode from the start gives."""
+    import dataclasses
+
+    src = tmp_path / "in.mp4"
+    make_video(src, frames=60, keyframe_every=10, audio=False)
+    with av.open(str(src)) as c:
+        keyframes = sum(1 for p in c.demux(video=0) if p.is_keyframe)
+    assert keyframes >= 5  # else nothing here would seek past a keyframe
+    info = probe(src, FrameWindow())
+    whole = [f.rgb for f in decode_frames(info)]
+    for first, end in [(33, 41), (50, 60), (20, 21), (0, 3)]:
+        part = list(decode_frames(dataclasses.replace(info, frame_pts=info.frame_pts[first:end])))
+        assert [f.pts for f in part] == list(info.frame_pts[first:end])
+        assert all(np.array_equal(a.rgb, b) for a, b in zip(part, whole[first:end]))
 
 
 def test_probe_rejects_audio_only_and_empty_range(tmp_path):
