@@ -195,9 +195,10 @@ def drift_summary(frames: list[int], per_frame: list[float], total: int, window:
     """The report's ``drift`` entry from the measured frames (indices into a chain of ``total``).
 
     ``neighbours``: {frame t: content_drift(frame t-1 alone, frame t alone)} for the measured frames
-    whose predecessor was measured too. Frames stylized on their own flicker, so a steady chain can
-    come no closer to them than about this: the measure's floor, kept beside the drift so that a
-    painting and size with a high floor are not mistaken for a drifting chain."""
+    whose predecessor was measured too. Frames stylized on their own flicker, and a steady chain
+    cannot follow those jumps, so its drift does not come down to this: the measure's floor, kept
+    beside the drift so that a painting and size with a high floor are not mistaken for a drifting
+    chain (docs/video-drift.md)."""
     def window_means(values: dict[int, float]) -> tuple[float | None, float | None]:
         first = [d for f, d in values.items() if 1 <= f <= window]
         last = [d for f, d in values.items() if f >= total - window]
