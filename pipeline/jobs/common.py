@@ -95,15 +95,14 @@ def stylize_image_file(
     from pipeline.media.images import fit_long_side, load_image, resize, save_format_for, save_image
 
     input_path, output_path = Path(input_path), Path(output_path)
-    # The input first: a mistyped input name is the likelier mistake than the output's type.
-    if not input_path.exists():
-        raise InputError(f"{input_path}: no such file or folder")
+    check_styles(job)
+    # The input is read before the output is judged: a mistyped input name is a likelier mistake
+    # than the output's type.
+    image = load_image(input_path)
     check_output(output_path, overwrite)
     if output_path.resolve() == input_path.resolve():
         raise OutputExistsError(f"{output_path}: output would replace the input")
     fmt = save_format_for(output_path)
-    check_styles(job)
-    image = load_image(input_path)
     stylizer = stylizer or build_stylizer(job)
     size = fit_long_side(image.rgb.shape[-2], image.rgb.shape[-1], job.style.size)
     content = resize(image.rgb, size)

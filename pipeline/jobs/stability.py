@@ -218,8 +218,10 @@ def drift_curve(drift: dict, frames: int, floor: bool = False) -> list[float | N
     """A report's sampled drift (or with ``floor``, its floor) as one value per frame of ``frames``
     (None where not measured)."""
     curve: list[float | None] = [None] * frames
-    indices, values = (drift.get("floor_frames", []), drift.get("floor_per_frame", [])) if floor else \
-        (drift["frames"], drift["per_frame"])
+    if floor:  # reports written before the floor was measured have none
+        indices, values = drift.get("floor_frames", []), drift.get("floor_per_frame", [])
+    else:
+        indices, values = drift["frames"], drift["per_frame"]
     for index, value in zip(indices, values):
         curve[index] = value
     return curve
