@@ -46,7 +46,10 @@ class StyleConfig:
     learning_rate: float = 0.02  # Adam only; pixels are in [0, 1]
     init: str = "content"  # "content", "noise", or a path to an image file
     seed: int = 0
-    scales: int = 2  # coarse-to-fine levels, each twice the size of the one before
+    scales: int = 2  # coarse-to-fine levels up to 512 px, each twice the size of the one before
+    # Evaluations at the first finer level above 512 px (each next one gets half, at least 10): the
+    # coarse levels form the picture, the finer ones up to the output's size only refine it.
+    refine_iterations: int = 60
     style_scale: float = 1.0  # style image's long side relative to the output's
     preserve_colors: bool = False
     pooling: str = "max"
@@ -64,6 +67,8 @@ class StyleConfig:
             raise ConfigError(f"--pooling must be one of {', '.join(POOLINGS)} (got {self.pooling!r})")
         if len(self.style_layer_weights) != len(STYLE_LAYERS):
             raise ConfigError(f"style_layer_weights needs {len(STYLE_LAYERS)} values")
+        if self.refine_iterations < 1:
+            raise ConfigError(f"--refine-iterations must be at least 1 (got {self.refine_iterations})")
         if self.scales < 1:
             raise ConfigError(f"--scales must be at least 1 (got {self.scales})")
         if self.style_scale <= 0:
@@ -86,12 +91,19 @@ class EngineConfig:
     # on x86, BF16 on Arm: pipeline/engine/device.py), fp32 elsewhere. Gram matrices, losses and the
     # optimiser always stay fp32. docs/performance.md has the measurements.
     precision: str = "auto"
+    # "auto": evaluate whole when the image fits in memory, else tile by tile (exactly the same loss
+    # and gradient, pipeline/engine/evaluate.py) with tiles sized from the memory free now; "off":
+    # whole; N: tiles of at most N x N pixels, which bounds an evaluation's memory by N. Results do
+    # not depend on it beyond rounding, so it is not part of a job's resume key.
+    tile: int | str = "auto"
 
     def __post_init__(self) -> None:
         from pipeline.errors import ConfigError
 
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
+        if self.tile not in ("auto", "off") and (not isinstance(self.tile, int) or self.tile < 16):
+            raise ConfigError(f"--tile must be auto, off or a tile side of at least 16 pixels (got {self.tile!r})")
 
 
 TEMPORAL_INITS = ("warped", "previous", "frame")

@@ -78,14 +78,14 @@ def iteration_flops(features: VGGFeatures, height: int, width: int, style_layers
 
     A 3x3 conv costs ``2 * c_in * c_out * 9 * h * w`` forward and about the same again for the
     gradient to its input (no weight gradients). A Gram matrix ``C x C`` over ``h*w`` positions costs
-    ``2 * C^2 * h * w`` forward and twice that backward (autograd multiplies the incoming gradient
-    with each of the two factors F and F^T). Elementwise work (ReLU, pooling, losses) is left out:
-    it is memory-bound and small next to these. The total agrees with torch's FlopCounterMode.
+    ``2 * C^2 * h * w`` forward and as much backward (one product, ``(S + S^T) F``: losses.gram).
+    Elementwise work (ReLU, pooling, losses) is left out: it is memory-bound and small next to these.
+    The total agrees with torch's FlopCounterMode.
     """
     shapes = conv_shapes(features, height, width)
     forward = sum(2 * cin * cout * 9 * h * w for _, cin, cout, h, w in shapes)
     out_shape = {name.replace("conv", "relu"): (cout, h, w) for name, _, cout, h, w in shapes}
-    grams = sum(3 * 2 * c * c * h * w for c, h, w in (out_shape[n] for n in style_layers if n in out_shape))
+    grams = sum(2 * 2 * c * c * h * w for c, h, w in (out_shape[n] for n in style_layers if n in out_shape))
     return {"forward": forward, "backward": forward, "gram": grams, "total": 2 * forward + grams}
 
 
@@ -356,7 +356,7 @@ def run_benchmark(args: argparse.Namespace, features: VGGFeatures | None = None)
     repeats = args.repeats or (5 if device.type == "cuda" else 3)
     reference = None if args.no_reference else ReferenceLoop(features, style, StyleConfig(), device)
     fp32 = None
-    if stylizer.dtype is not None and not args.no_fp32:
+    if stylizer.dtype != torch.float32 and not args.no_fp32:
         # Its own copy of the network: the default path may change the shared one's memory layout.
         fp32 = Stylizer([(style, 1.0)], StyleConfig(), EngineConfig(device=args.device, precision="fp32"),
                         features=copy.deepcopy(features))
@@ -365,7 +365,7 @@ def run_benchmark(args: argparse.Namespace, features: VGGFeatures | None = None)
     report = {
         "device": describe_device(device),
         "torch": torch.__version__,
-        "precision": "bf16 autocast" if stylizer.dtype == torch.bfloat16 else "fp32",
+        "precision": "bf16" if stylizer.dtype == torch.bfloat16 else "fp32",
         "precision_option": args.precision,
         "iterations_per_repeat": iterations,
         "repeats": repeats,

@@ -400,14 +400,15 @@ def test_the_real_stylizers_out_of_memory_reaches_the_batch_retry(tmp_path, job,
     src.mkdir()
     for i in range(2):
         Image.fromarray(pattern(64, 48, seed=i)).save(src / f"p{i}.png")
-    network = stylizer._features
+    from pipeline.engine import optimize
 
-    def tight(image):  # a GPU with room for one image, not two
-        if image.shape[0] > 1:
+    def tight(net, x, *args, **kwargs):  # a GPU with room for one image, not two, even in tiles
+        if x.shape[0] > 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
-        return network(image)
+        return evaluate(net, x, *args, **kwargs)
 
-    monkeypatch.setattr(stylizer, "_features", tight)
+    evaluate = optimize.evaluate
+    monkeypatch.setattr(optimize, "evaluate", tight)
     summary, events = run_folder(src, dst, job, stylizer, config=FolderConfig(batch_size=2))
     assert summary["done"] == 2 and not summary["failed"]
     assert any(isinstance(e, ev.Notice) and "one image at a time" in e.message for e in events)
