@@ -10,6 +10,9 @@ memory is the whole process's (the figure a user sees), not a guess from inside.
   against that between them).
 * ``sweep``: one evaluation's time and the peak memory against size, 512 px to 12 MP, under the
   plan ``--tile auto`` picks here and untiled where that fits; a table and a plot.
+* ``refine`` (not run by default): how many evaluations the finer levels above 512 px need. The
+  coarse levels run once; each finer level then gets ``R`` evaluations (halved per level) for each
+  ``R`` of ``--refine``, judged by the fixed yardstick's style and content loss at the output size.
 
 Run it as ``python -m pipeline.bench.large`` (``--help``; ``--parts`` picks some). About an hour on a
 2-core CPU.
@@ -198,8 +201,44 @@ def run(args: argparse.Namespace) -> dict:
                       f"{r.get('seconds_per_evaluation', nan):>8.2f} {r.get('peak_mb') or nan:>8.0f}  "
                       f"{r.get('plan', r.get('error'))}" for r in rows]
             _plot(rows, args.out / "large-sweep.png")
+        if "refine" in args.parts:
+            report["refine"] = refine_study(photo_source, style, args.refine_sides, args.refine, args.out, lines)
     report["table"] = "\n".join(lines)
     return report
+
+
+def refine_study(photo: Path, style_path: Path, sides: list[int], budgets: list[int], out: Path, lines) -> list[dict]:
+    """Stylize at ``BASE_SIDE`` once, then refine up to each side with each budget; yardstick losses and time."""
+    from pipeline.bench.quality import Yardstick
+    from pipeline.config import StyleConfig
+    from pipeline.engine.optimize import BASE_SIDE, Stylizer, scale_schedule
+    from pipeline.media.images import fit_long_side, load_rgb, resize, save_image
+
+    content_full, style = load_rgb(photo), load_rgb(style_path)
+    stylizer = Stylizer([(style, 1.0)], StyleConfig())
+    base_size = fit_long_side(*content_full.shape[-2:], BASE_SIDE)
+    start = time.perf_counter()
+    base = stylizer.stylize(resize(content_full, base_size)).image
+    rows = [{"side": BASE_SIDE, "budget": 0, "seconds": time.perf_counter() - start}]
+    lines.append(f"refine study: base {base_size[1]}x{base_size[0]} in {rows[0]['seconds']:.0f} s")
+    for side in sides:
+        size = fit_long_side(*content_full.shape[-2:], side)
+        content = resize(content_full, size)
+        yardstick = Yardstick(content, style, side)
+        for budget in budgets:
+            refine = [(level, n) for level, n in scale_schedule(*size, 2, 2, budget) if max(level) > BASE_SIDE]
+            levels, counts = [list(level) for level, _ in refine], [n for _, n in refine]
+            image, began = base, time.perf_counter()
+            for level, count in refine:
+                image = stylizer.stylize(resize(content, level), init=image, iterations=count, scales=1).image
+            seconds = time.perf_counter() - began
+            losses = yardstick(image)
+            save_image(image.cpu(), out / f"refine-{side}-{budget}.png")
+            rows.append({"side": side, "budget": budget, "levels": levels, "evaluations": counts,
+                         "seconds": seconds, **losses})
+            lines.append(f"  {size[1]}x{size[0]}, refine {counts}: {seconds:.0f} s, style {losses['style']:.4f}, "
+                         f"content {losses['content']:.4f}")
+    return rows
 
 
 class _Lines(list):
@@ -228,7 +267,12 @@ def _plot(rows: list[dict], path: Path) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m pipeline.bench.large", description=__doc__.split("\n\n")[0])
-    p.add_argument("--parts", nargs="+", choices=("full", "compare", "sweep"), default=["full", "compare", "sweep"])
+    p.add_argument("--parts", nargs="+", choices=("full", "compare", "sweep", "refine"),
+                   default=["full", "compare", "sweep"])
+    p.add_argument("--refine", type=int, nargs="+", default=[15, 30, 60, 120],
+                   help="refine part: evaluations at the first level above 512 px (default: 15 30 60 120)")
+    p.add_argument("--refine-sides", type=int, nargs="+", default=[1024, 2048],
+                   help="refine part: output long sides (default: 1024 2048)")
     p.add_argument("--photo", type=Path, default=None,
                    help="photo to upscale (default: ../shared/media golden_gate.jpg)")
     p.add_argument("--style", type=Path, default=None, help="painting (default: samples/starry_night.jpg)")
