@@ -1,33 +1,13 @@
-"""The library's layout: old module paths still import, and no module imports its way into a circle."""
+"""The library's layout: no module imports its way into a circle."""
 
 from __future__ import annotations
 
 import ast
-import importlib
 from pathlib import Path
-
-import pytest
 
 import pipeline
 
 ROOT = Path(pipeline.__file__).parent
-
-
-@pytest.mark.parametrize("old, new", sorted(pipeline.MOVED_MODULES.items()))
-def test_old_module_paths_are_the_new_modules(old, new):
-    old_module, new_module = importlib.import_module(old), importlib.import_module(new)
-    assert old_module is new_module
-    assert new_module.__spec__.name == new  # the alias does not take over the module's identity
-
-
-def test_names_the_readme_and_users_import_still_work():
-    from pipeline.optimize import Stylizer
-    from pipeline.stability import compare_videos, warping_errors, write_plot, write_report  # noqa: F401
-    from pipeline.temporal import TemporalGuide  # noqa: F401
-
-    from pipeline.jobs import build_stylizer, stylize_image_file  # noqa: F401  (was pipeline/jobs.py)
-
-    assert Stylizer is importlib.import_module("pipeline.engine.optimize").Stylizer
 
 
 def _top_level_imports(path: Path) -> set[str]:

@@ -28,23 +28,15 @@ from pipeline.events import (
     Notice,
     ignore,
 )
-from pipeline.jobs.folder_plan import (  # noqa: F401  (re-exported: the folder job's public names)
-    MANIFEST_NAME,
+from pipeline.jobs.folder_plan import (
     FolderPlan,
-    OptionsChangedError,
     WorkItem,
     finished_outputs,
     plan_folder,
     remove_stale_parts,
     write_manifest,
 )
-from pipeline.jobs.folder_report import (  # noqa: F401  (write_report: re-exported)
-    counts,
-    record,
-    write_refused,
-    write_report,
-    write_report_if_possible,
-)
+from pipeline.jobs.folder_report import counts, record, write_refused, write_report_if_possible
 from pipeline.jobs.lock import job_lock
 from pipeline.jobs.write_errors import refused_write
 

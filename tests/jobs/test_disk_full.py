@@ -12,7 +12,8 @@ from PIL import Image
 
 from pipeline.config import EncodeConfig
 from pipeline.errors import OutputWriteError
-from pipeline.jobs.folder import MANIFEST_NAME, stylize_folder
+from pipeline.jobs.folder import stylize_folder
+from pipeline.jobs.folder_plan import MANIFEST_NAME
 from pipeline.jobs.video import JobFolder, stylize_video
 from pipeline.jobs.write_errors import output_write_error, refused_write
 from tests.conftest import PAGE, pattern

@@ -16,7 +16,8 @@ from PIL import Image
 from pipeline import events as ev
 from pipeline.config import EngineConfig, FolderConfig, JobConfig, StyleConfig, StyleImage
 from pipeline.errors import ConfigError, DeviceMemoryError, InputError
-from pipeline.jobs.folder import MANIFEST_NAME, OptionsChangedError, plan_folder, stylize_folder
+from pipeline.jobs.folder import stylize_folder
+from pipeline.jobs.folder_plan import MANIFEST_NAME, OptionsChangedError, plan_folder
 from tests.conftest import pattern
 
 SIZE = 32

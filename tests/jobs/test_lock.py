@@ -17,7 +17,8 @@ from PIL import Image
 from pipeline.config import VideoConfig
 from pipeline.errors import JobLockedError
 from pipeline.events import Notice
-from pipeline.jobs.folder import MANIFEST_NAME, stylize_folder
+from pipeline.jobs.folder import stylize_folder
+from pipeline.jobs.folder_plan import MANIFEST_NAME
 from pipeline.jobs.lock import LOCK_NAME, job_lock
 from pipeline.jobs.video import JobFolder, stylize_video
 from tests.conftest import pattern
