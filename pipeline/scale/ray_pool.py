@@ -258,6 +258,8 @@ class RayPool:
                         self.retried += 1
                     continue
                 except ray.exceptions.RayTaskError as exc:
+                    if isinstance(exc.cause, StylizeError):  # the user's problem (a damaged input): its one line
+                        raise exc.cause from None
                     raise exc.as_instanceof_cause() from None  # a bug in a worker: stop, as one process would
                 if finishes is not None and finishes(unit, value):
                     self.in_flight[ref] = (key, unit, i, True)

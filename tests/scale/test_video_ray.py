@@ -166,3 +166,24 @@ def test_a_worker_killed_mid_chunk_costs_only_its_unfinished_frames(local_ray, c
     assert counted == Counter(f"frame {i + 1}/12" for i in range(12)) and summary.stylized_frames == 12
     assert frame_times(out) == [t / 1000 for t in clip[1]]
     assert all(np.array_equal(a, b) for a, b in zip(decoded(out), reference[1], strict=True))
+
+
+def test_a_users_error_in_a_worker_is_raised_as_itself(local_ray, clip, job, tmp_path):
+    """A StylizeError raised on a worker (here: the input gone when the worker opens it) reaches the
+    driver as that error, one line for the CLI, not wrapped in Ray's remote traceback."""
+    import dataclasses
+    import functools
+
+    from pipeline.errors import InputError
+    from pipeline.jobs.common import StylizerSetup
+    from pipeline.jobs.video_report import drift_frames
+    from pipeline.jobs.video_work import VideoWork
+    from pipeline.media.video import FrameWindow, probe
+
+    gone = dataclasses.replace(probe(clip[0], FrameWindow()), path=tmp_path / "gone.mp4")
+    work = VideoWork(gone, tmp_path / "out.mkv", (21, 32), first_iterations=2, iterations=2, scales=1,
+                     temporal=TemporalConfig())
+    with RayExecutor(ScaleConfig(workers=1, threads=1)).start(StylizerSetup(job)) as pool:
+        with pytest.raises(InputError) as caught:
+            list(pool.map(functools.partial(drift_frames, work=work), [0]))
+    assert type(caught.value) is InputError and str(caught.value) == f"{tmp_path / 'gone.mp4'}: no such file"
