@@ -72,9 +72,17 @@ def connect(scale: ScaleConfig) -> bool:
         # Here the workers do the job's work while the driver waits: at +15 they would lose the cores
         # to any other program on the machine, which the one-process job does not; 0 keeps the
         # command's own priority (`nice stylize-images ...` still applies to them).
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, _system_config={"worker_niceness": 0},
-                 **quiet)
+        ray.init(num_cpus=usable_cpus(), include_dashboard=False, _system_config={"worker_niceness": 0}, **quiet)
     return True
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on: fewer than the machine's under taskset, a cgroup cpuset or a
+    Slurm allocation, and those are the ones the workers share (os.cpu_count() counts them all)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # no affinity on this platform (macOS)
+        return os.cpu_count() or 1
 
 
 def _check_reachable(address: str) -> None:
