@@ -67,12 +67,14 @@ def one_of(choices: tuple[str, ...]) -> Check:
     return check
 
 
-def count_or(*words: str) -> Check:
-    """A positive whole number, or one of ``words`` ("auto")."""
+def count_or(*words: str, low: int = 1) -> Check:
+    """A whole number of at least ``low``, or one of ``words`` ("auto")."""
+    number = "a positive whole number" if low == 1 else f"a whole number of at least {low}"
+
     def check(v):
-        if v in words or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+        if v in words or (isinstance(v, int) and not isinstance(v, bool) and v >= low):
             return None
-        return f"must be {' or '.join(repr(w) for w in words)} or a positive whole number (got {v!r})"
+        return f"must be {' or '.join(repr(w) for w in words)} or {number} (got {v!r})"
 
     check.words = words  # the CLI's parser takes these words as they are and anything else as a number
     return check

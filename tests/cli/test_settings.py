@@ -24,6 +24,7 @@ class ToyConfig(_Checked):
 
     size: int = option(512, "Long side in pixels.", check=at_least(16, " pixels"))
     tile: int | str = option("auto", "Tile size: auto, off, or pixels.", check=count_or("auto", "off"))
+    side: int | str = option(512, "Pixels, or full: the input's own size.", check=count_or("full", low=16))
     names: tuple[str, ...] = option((), "A name (repeatable).")
     weights: tuple[float, ...] = option((), "Weights, e.g. 1,3,9.")
     fast: bool = option(False, "Go fast.")
@@ -65,6 +66,8 @@ def test_values_become_the_config_object():
     assert seen[ToyConfig] == ToyConfig(size=64, tile="off", names=("a", "b"), weights=(1.0, 3.0), fast=True)
     assert run().exit_code == 0 and seen[ToyConfig] == ToyConfig()
     assert run("--tile", "256").exit_code == 0 and seen[ToyConfig].tile == 256
+    assert run("--side", "full").exit_code == 0 and seen[ToyConfig].side == "full"
+    assert run("--side", "640").exit_code == 0 and seen[ToyConfig].side == 640
 
 
 def test_a_bad_value_is_refused_naming_the_setting_in_the_library_and_the_flag_on_the_command_line():
@@ -77,6 +80,8 @@ def test_a_bad_value_is_refused_naming_the_setting_in_the_library_and_the_flag_o
     assert result.exit_code == 2
     assert "--tile must be 'auto' or 'off' or a positive whole number (got 'many')" in result.output
     assert run("--weights", "1,x").exit_code == 2
+    result = run("--side", "8")  # a number, but too small: the check's error, exit code 1
+    assert result.exit_code == 1 and "--side must be 'full' or a whole number of at least 16 (got 8)" in result.output
 
 
 def test_every_setting_of_the_offered_classes_is_an_option_of_the_command():
