@@ -13,6 +13,10 @@ machine's load hits both alike, and the figure is the ratio of their wall times 
 
 The load average is read before and after every run (a ratio from a busy machine says little).
 
+**Cost per image.** CPU seconds per image in one process at one thread and inside two workers of
+one thread each, on the same photos: other programs on the machine hardly move it, so on a busy
+machine it still shows whether a worker costs more per image than the one-process job.
+
 **Seams.** Each shared clip is stylized over 2 workers with chunks of ``--max-chunk`` frames and the
 default ``--overlap`` (lossless FFV1, so that the codec does not blur what is measured). The warping
 error of each frame pair (flow and occlusions from the input) is split into the pairs a chunk
@@ -128,6 +132,61 @@ def folder_benchmark(args: argparse.Namespace, style: Path, on_line=lambda line:
             "ratio_per_round": ratios, "ratio_median": statistics.median(ratios)}
 
 
+def _timed_images(stylizer, items, emit, **options):
+    """The folder job's work function, one image at a time, with the CPU seconds of the process
+    (every thread of it: Ray's own included) and the wall seconds each image took."""
+    from pipeline.jobs.folder_work import stylize_images
+
+    for item in items:
+        cpu, wall = time.process_time(), time.perf_counter()
+        for _ in stylize_images(stylizer, [item], emit, **options):
+            pass
+        yield time.process_time() - cpu, time.perf_counter() - wall
+
+
+def cpu_benchmark(args: argparse.Namespace, style: Path, on_line=lambda line: None) -> dict:
+    """CPU seconds per image in one process (one thread) and inside two Ray workers (one thread
+    each), on the same photos: unlike wall time, hardly moved by other programs on the machine, so
+    it shows on a busy machine whether a worker costs more per image than the one-process job."""
+    import functools
+
+    import torch
+
+    from pipeline.config import EngineConfig, JobConfig, ScaleConfig, StyleConfig, StyleImage
+    from pipeline.jobs.common import StylizerSetup
+    from pipeline.jobs.folder_plan import plan_folder
+    from pipeline.scale.local import LocalExecutor
+    from pipeline.scale.ray_pool import RayExecutor
+
+    job = JobConfig(styles=(StyleImage(style),), style=StyleConfig(size=args.side, iterations=args.iterations,
+                                                                   scales=1), engine=EngineConfig(device="cpu"))
+    work = functools.partial(_timed_images, quality=95, batch_size=1, read_ahead=4)
+    result = {}
+    with tempfile.TemporaryDirectory(prefix="stylize-bench-cpu-") as tmp:
+        make_photos(Path(tmp) / "photos", args.cpu_images, args.photo_size)
+        plan = plan_folder(Path(tmp) / "photos", Path(tmp) / "out")
+        (Path(tmp) / "out").mkdir()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for name, executor in (("one process, 1 thread", LocalExecutor()),
+                                   ("2 Ray workers, 1 thread each", RayExecutor(ScaleConfig(workers=2, threads=1)))):
+                load_before = _load()
+                with executor.start(StylizerSetup(job)) as pool:
+                    # One image per call in both, as a worker gets them; the first of each process
+                    # pays the kernels' warm-up, so the median is the figure.
+                    units = [[item] for item in plan.items] if not pool.spread else [plan.items]
+                    times = [o.value for unit in units for o in pool.map(work, unit, lambda e: None)]
+                result[name] = {"cpu_seconds_per_image": round(statistics.median(t[0] for t in times), 3),
+                                "wall_seconds_per_image": round(statistics.median(t[1] for t in times), 3),
+                                "images": len(times), "load_before": load_before, "load_after": _load()}
+                on_line(f"{name:>30}: {result[name]['cpu_seconds_per_image']:.2f} CPU s per image (median), "
+                        f"{result[name]['wall_seconds_per_image']:.2f} s wall, load {load_before}->{_load()}")
+        finally:
+            torch.set_num_threads(threads)
+    return result
+
+
 def seam_benchmark(args: argparse.Namespace, style: Path, on_line=lambda line: None) -> list[dict]:
     from pipeline.config import EncodeConfig, EngineConfig, JobConfig, ScaleConfig, StyleConfig, StyleImage, VideoConfig
     from pipeline.jobs.video import stylize_video
@@ -188,8 +247,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=60, help="network evaluations per photo (default: 60)")
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds of both configurations")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results", help="folder for scale.json")
-    p.add_argument("--skip-folder", action="store_true", help="only the seam figures")
-    p.add_argument("--skip-seams", action="store_true", help="only the folder throughput")
+    p.add_argument("--skip-folder", action="store_true", help="no folder throughput")
+    p.add_argument("--skip-seams", action="store_true", help="no seam figures")
+    p.add_argument("--skip-cpu", action="store_true", help="no CPU seconds per image")
+    p.add_argument("--cpu-images", type=int, default=12, help="photos for the CPU seconds per image (default: 12)")
     p.add_argument("--style", type=Path, default=None, help="style image (default: samples/starry_night.jpg)")
     p.add_argument("--frames", type=int, default=None, help="frames of each clip (default: all)")
     p.add_argument("--video-size", type=int, default=96, help="long side frames are stylized at (px)")
@@ -212,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
         report["folder"] = folder_benchmark(args, style, on_line=lambda line: print(line, flush=True))
         print(f"2 workers vs 1 process (wall time, start-up included): {report['folder']['ratio_per_round']} "
               f"per round, median {report['folder']['ratio_median']:.2f}x", flush=True)
+    if not args.skip_cpu:
+        print(f"cost per image: {args.cpu_images} photos, CPU seconds in one process and in the workers", flush=True)
+        report["cpu"] = cpu_benchmark(args, style, on_line=lambda line: print(line, flush=True))
     if not args.skip_seams:
         report["seams"] = seam_benchmark(args, style, on_line=lambda line: print(line, flush=True))
     report["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
