@@ -87,7 +87,9 @@ bench-large: setup
 bench-gpu: setup
 	$(BIN)/python -m pipeline.bench.gpu
 
-# A photo folder on 1 and 2 single-threaded Ray workers vs one process (docs/scale-out.md; minutes).
+# 48 photos on 2 single-threaded Ray workers vs one single-threaded process, each run as a fresh command
+# (start-up included), alternating; then the warping error at chunk hand-overs on the shared clips
+# (docs/scale-out.md; about half an hour on 2 cores).
 bench-scale: setup
 	$(BIN)/python -m pipeline.bench.scale
 
