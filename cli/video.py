@@ -24,8 +24,8 @@ from pipeline.config import (
 # command words differently: a frame is not a photo.
 OPTIONS = CommandOptions(
     Group(VIDEO_STYLE, skip=("init", "seed"), overrides={
-        "size": Override(help="Long side frames are stylized at (never more than the input's); the result is "
-                              "resized back."),
+        "size": Override(help="Long side frames are stylized at (never more than the input's; full = the "
+                              "input's own); the result is resized back."),
         "iterations": Override("--first-iterations", "Network evaluations for the first frame (coarse-to-fine, "
                                                      "from its content)."),
         "scales": Override(help="Coarse-to-fine levels for frames that start from their content."),

@@ -27,6 +27,7 @@ CONTENT_LAYER = "relu4_2"
 OPTIMIZERS = ("lbfgs", "adam")
 PRECISIONS = ("auto", "fp32", "bf16")
 POOLINGS = ("max", "avg")
+FULL_SIZE = "full"  # --size full: every photo or frame at its own size (pipeline/jobs/common.py)
 
 # A check takes a field's value (never None: None always means "not set") and says what is wrong
 # with it, or returns None. Its message follows the setting's name: "must be at least 16 (got 8)".
@@ -115,7 +116,9 @@ class StyleConfig(_Checked):
     shot's): ``VideoConfig.iterations`` is what each later frame gets.
     """
 
-    size: int = option(512, "Long side of the output in pixels.", check=at_least(16, " pixels"))
+    size: int | str = option(512, f"Long side of the output in pixels, or {FULL_SIZE} (each input at its own "
+                             "size; large images are evaluated in tiles, see --tile).",
+                             check=count_or(FULL_SIZE, low=16))
     iterations: int = option(300, "Network evaluations per image, over all scales.", check=at_least(1))
     content_weight: float = option(1.0, "Weight of the content loss (alpha).", check=not_negative)
     style_weight: float = option(3.0, "Weight of the style loss (beta); higher = stronger style.",

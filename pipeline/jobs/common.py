@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config import JobConfig
+from pipeline.config import FULL_SIZE, JobConfig
 from pipeline.errors import InputError, OutputExistsError, setting
 
 # A style image smaller than this on its short side holds too little texture to take a style from
@@ -62,6 +62,14 @@ class StylizerSetup:
 
     def __call__(self):
         return build_stylizer(self.job)
+
+
+def working_size(height: int, width: int, size: int | str) -> tuple[int, int]:
+    """The (height, width) an input of ``height`` x ``width`` is stylized at: its own for ``--size full``,
+    else scaled so that its long side is ``size``."""
+    from pipeline.media.images import fit_long_side
+
+    return (height, width) if size == FULL_SIZE else fit_long_side(height, width, size)
 
 
 def file_digest(path: Path) -> str:

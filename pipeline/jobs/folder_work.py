@@ -16,8 +16,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from pipeline.config import FULL_SIZE
 from pipeline.errors import DeviceMemoryError, InputError, StylizeError, setting
 from pipeline.events import EventCallback, ItemStarted, Iteration, Notice
+from pipeline.jobs.common import working_size
 from pipeline.jobs.folder_plan import WorkItem
 from pipeline.jobs.write_errors import refused_write
 
@@ -43,11 +45,12 @@ class ItemResult:
     warnings: tuple[tuple[str | None, str], ...] = ()  # (key: shown once per job, or None: always; message)
 
 
-def resolve_batch_size(batch_size: int | str, device: str, long_side: int) -> int:
-    """``--batch-size`` for a device ("cpu", "cuda:0", ...): "auto" is 1 on a CPU, more on a GPU."""
+def resolve_batch_size(batch_size: int | str, device: str, long_side: int | str) -> int:
+    """``--batch-size`` for a device ("cpu", "cuda:0", ...): "auto" is 1 on a CPU, more on a GPU for
+    small outputs (at full size photos rarely share a size, and each may need the whole GPU)."""
     if batch_size != "auto":
         return int(batch_size)
-    if device.startswith("cuda"):
+    if device.startswith("cuda") and long_side != FULL_SIZE:
         return next((n for side, n in CUDA_AUTO_BATCH if long_side <= side), 1)
     return 1
 
@@ -68,17 +71,18 @@ class _Failed:
     error: str
 
 
-def _prepare(item: WorkItem, long_side: int, min_side: int) -> _Loaded | _Failed:
+def _prepare(item: WorkItem, long_side: int | str, min_side: int) -> _Loaded | _Failed:
     """Decode and resize one image, in the reader thread; user-fixable problems become a _Failed."""
     import numpy as np
     from PIL import Image
 
-    from pipeline.media.images import fit_long_side, load_image, resize, save_format_for
+    from pipeline.media.images import load_image, resize, save_format_for
 
     try:
-        image = load_image(item.source, draft_long_side=long_side)  # any decoder failure is an InputError
+        # Any decoder failure is an InputError; a JPEG to be shrunk may decode at a fraction of its size.
+        image = load_image(item.source, draft_long_side=None if long_side == FULL_SIZE else long_side)
         height, width = image.rgb.shape[-2:]
-        size = fit_long_side(height, width, long_side)
+        size = working_size(height, width, long_side)
         if min(size) < min_side:
             raise InputError(f"{item.source}: too small: {width}x{height} px becomes {size[1]}x{size[0]} px at "
                              f"a working size of {long_side}, the network needs at least {min_side} px on each side")

@@ -8,7 +8,7 @@ from pathlib import Path
 from pipeline.config import JobConfig
 from pipeline.errors import OutputExistsError
 from pipeline.events import EventCallback, ItemDone, ItemStarted, Iteration, JobFinished, JobStarted, Notice, ignore
-from pipeline.jobs.common import build_stylizer, check_output, check_styles
+from pipeline.jobs.common import build_stylizer, check_output, check_styles, working_size
 from pipeline.jobs.write_errors import output_write_error, refused_write
 from pipeline.results import ImageSummary
 
@@ -24,7 +24,7 @@ def stylize_image_file(
     stylizer=None,
 ) -> ImageSummary:
     """Stylize one image file into ``output_path`` (atomically). Returns the job summary."""
-    from pipeline.media.images import fit_long_side, load_image, resize, save_format_for, save_image
+    from pipeline.media.images import load_image, resize, save_format_for, save_image
 
     input_path, output_path = Path(input_path), Path(output_path)
     check_styles(job)
@@ -36,7 +36,7 @@ def stylize_image_file(
         raise OutputExistsError(f"{output_path}: output would replace the input")
     fmt = save_format_for(output_path)
     stylizer = stylizer or build_stylizer(job)
-    size = fit_long_side(image.rgb.shape[-2], image.rgb.shape[-1], job.style.size)
+    size = working_size(image.rgb.shape[-2], image.rgb.shape[-1], job.style.size)
     content = resize(image.rgb, size)
 
     start = time.perf_counter()

@@ -24,16 +24,15 @@ import threading
 import time
 from pathlib import Path
 
-from pipeline.config import EncodeConfig, JobConfig, TemporalConfig, VideoConfig
+from pipeline.config import FULL_SIZE, EncodeConfig, JobConfig, TemporalConfig, VideoConfig
 from pipeline.errors import ConfigError, InputError, OutputExistsError, StylizeError, setting
 from pipeline.events import EventCallback, ItemDone, JobFinished, JobStarted, Notice, ignore
-from pipeline.jobs.common import StylizerSetup, check_output, check_styles, job_fingerprint
+from pipeline.jobs.common import StylizerSetup, check_output, check_styles, job_fingerprint, working_size
 from pipeline.jobs.lock import job_lock
 from pipeline.jobs.video_chunks import Chunk, handing_over, output_frame, plan_chunks, shot_starts, whole_clip
 from pipeline.jobs.video_resume import JobFolder, input_identity, output_bytes, publish, stop_on_refused_write
 from pipeline.jobs.video_work import FrameDone, VideoWork, render_chunks
 from pipeline.media.image_sequence import FrameFolderWriter
-from pipeline.media.images import fit_long_side
 from pipeline.media.video import FrameWindow, VideoInfo, VideoWriter, probe
 from pipeline.results import VideoSummary
 from pipeline.scale.local import LocalExecutor
@@ -80,7 +79,8 @@ def stylize_video(
     if info.rotation:
         on_event(Notice(f"{input_path}: stored turned by {info.rotation}° (display matrix): stylized and written "
                         f"upright, {info.width}x{info.height}"))
-    work_size = fit_long_side(info.height, info.width, min(job.style.size, max(info.height, info.width)))
+    size = job.style.size if job.style.size == FULL_SIZE else min(job.style.size, max(info.height, info.width))
+    work_size = working_size(info.height, info.width, size)
     # Every chain starts from its frame's content; the style config's size is the frames' own.
     job = dataclasses.replace(job, style=job.style.replace(size=max(work_size), init="content"))
     work = VideoWork(info, output_path, work_size, job.style.iterations, video.iterations, job.style.scales,

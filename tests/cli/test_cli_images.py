@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from tests.conftest import pattern
+
 BIN = Path(sys.executable).parent
 
 
@@ -51,6 +53,17 @@ def test_blended_styles_and_options(tmp_path, content_file, style_file, style_fi
                "--preserve-colors", "--optimizer", "adam", "--init", "noise", "--seed", "2")
     assert proc.returncode == 0, proc.stderr
     assert Image.open(out).format == "JPEG"
+
+
+def test_size_full_keeps_the_photos_own_size_in_tiles(tmp_path, style_file):
+    photo, out = tmp_path / "photo.png", tmp_path / "out.png"
+    Image.fromarray(pattern(90, 70)).save(photo)
+    proc = run(photo, style_file, out, "--size", "full", "--tile", "48", "--iterations", "3", "--scales", "1",
+               "--device", "cpu", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert Image.open(out).size == (90, 70)
+    assert "--size" in one_error_line(run(photo, style_file, out, "--size", "huge", "--overwrite"))
+    assert "--tile" in one_error_line(run(photo, style_file, out, "--tile", "8", "--overwrite"))
 
 
 def one_error_line(proc):

@@ -35,5 +35,5 @@ def test_defaults_on_the_page_are_the_librarys():
     section = options_doc.render().split("## `stylize-video`")[1]
     assert f"| `--first-iterations N` | `{VIDEO_STYLE.iterations}` |" in section
     assert f"| `--iterations N` | `{VideoConfig().iterations}` |" in section
-    assert f"| `--size N` | `{VIDEO_STYLE.size}` |" in section
+    assert f"| `--size TEXT` | `{VIDEO_STYLE.size}` |" in section
     assert f"| `--style-weight X` | `{StyleConfig().style_weight}` |" in section

@@ -99,7 +99,7 @@ class FakeStylizer:
         self.batches: list[int] = []
         self.fail_with = fail_with
 
-    def stylize(self, content, on_progress=None):
+    def stylize(self, content, on_progress=None, on_notice=None):
         if self.fail_with is not None:
             raise self.fail_with
         self.batches.append(content.shape[0])
@@ -155,6 +155,22 @@ def test_photo_tree_end_to_end(tmp_path, job, stylizer):
     assert by_input["a.jpg"]["output"] == str(dst / "a.jpg")
     assert by_input["bad/zero.png"]["status"] == "failed" and "empty file" in by_input["bad/zero.png"]["error"]
     assert by_input["notes.txt"]["status"] == "ignored"
+
+
+def test_size_full_keeps_each_photos_own_size(tmp_path, job):
+    src, dst = tmp_path / "in", tmp_path / "out"
+    (src / "sub").mkdir(parents=True)
+    Image.fromarray(pattern(64, 48)).save(src / "wide.jpg", quality=95)
+    Image.fromarray(pattern(48, 90, seed=1)).save(src / "sub" / "tall.png")
+    full = JobConfig(job.styles, job.style.replace(size="full"), job.engine)
+    fake = FakeStylizer(size="full")
+    summary, _ = run_folder(src, dst, full, fake)
+    assert summary.done == 2 and sum(fake.batches) == 2
+    with Image.open(dst / "wide.jpg") as wide, Image.open(dst / "sub" / "tall.png") as tall:
+        assert (wide.size, tall.size) == ((64, 48), (48, 90))  # neither shrunk nor grown
+    # The same photos at --size 32 come out at 32 px: the size decides, not the files.
+    run_folder(src, tmp_path / "small", job, FakeStylizer())
+    assert Image.open(tmp_path / "small" / "sub" / "tall.png").size == (17, 32)
 
 
 def test_interrupted_run_resumes_without_redoing_or_half_files(tmp_path, job, monkeypatch):
@@ -383,7 +399,7 @@ def test_out_of_memory_retries_singly_then_fails_alone(tmp_path, job):
     Image.fromarray(pattern(48, 64)).save(src / "huge.png")  # stands for the one photo that does not fit
 
     class TightMemory(FakeStylizer):
-        def stylize(self, content, on_progress=None):
+        def stylize(self, content, on_progress=None, on_notice=None):
             if content.shape[0] > 1 or content.shape[-2] > content.shape[-1]:
                 # What the real Stylizer raises when torch runs out of memory (tests/test_precision.py).
                 raise DeviceMemoryError("out of memory: stylizing 64x48 px does not fit in the memory of cuda:0")

@@ -45,7 +45,8 @@ class EchoStylizer:
         self.calls: list[dict] = []
         self.fail_at = fail_at
 
-    def stylize(self, content, *, init=None, temporal=None, iterations=None, scales=None, on_progress=None):
+    def stylize(self, content, *, init=None, temporal=None, iterations=None, scales=None, on_progress=None,
+                 on_notice=None):
         if self.fail_at is not None and len(self.calls) == self.fail_at:
             raise KeyboardInterrupt  # what Ctrl-C does in the middle of a frame
         self.calls.append({"content": content.clone(), "init": None if init is None else init.clone(),
@@ -89,6 +90,16 @@ def test_job_keeps_frames_timing_and_sound(tmp_path, job):
     # The first frame gets the first-frame budget from its content; later ones start from the previous result.
     assert stylizer.calls[0]["init"] is None and stylizer.calls[0]["iterations"] == 2
     assert all(c["init"] is not None and c["scales"] == 1 for c in stylizer.calls[1:])
+
+
+def test_size_full_stylizes_frames_at_the_inputs_own_size(tmp_path, job):
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    make_video(src, width=64, height=48, frames=3, audio=False)
+    stylizer = EchoStylizer()
+    full = JobConfig(job.styles, job.style.replace(size="full"), job.engine)
+    summary = stylize_video(src, out, full, FAST, ENCODE, PREVIOUS, executor=LocalExecutor(stylizer))
+    assert (summary.work_width, summary.work_height) == (64, 48)
+    assert all(c["content"].shape[-2:] == (48, 64) for c in stylizer.calls)
 
 
 def test_a_phone_clip_filmed_sideways_is_stylized_and_written_upright(tmp_path, job):

@@ -161,7 +161,7 @@ class Invert:
         self.features = SimpleNamespace(min_size=16)
         self.device = torch.device("cpu")
 
-    def stylize(self, content, on_progress=None):
+    def stylize(self, content, on_progress=None, on_notice=None):
         from types import SimpleNamespace
 
         return SimpleNamespace(image=1 - content, losses={}, evaluations=1)
