@@ -244,7 +244,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=None, help="--iterations of stylize-images (default: its own)")
     p.add_argument("--device", default=None, help="--device of stylize-images (default: its own, auto)")
     p.add_argument("--threads", type=int, default=None,
-                   help="OMP_NUM_THREADS of stylize-images (default: torch's choice)")
+                   help="OMP_NUM_THREADS of stylize-images, and torch's threads here (default: torch's choice)")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results",
                    help="folder for the JSON report, and under looks/ our full-size pictures (default: bench-results)")
     p.add_argument("--sheets", type=Path, default=None,
@@ -254,6 +254,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)  # the measuring too: on busy cores one thread is faster than two
     report = run(args)
     path = save_report(report, args.out, "bench-quality.json")
     print(f"stylize-images defaults at --size {args.size} against jcjohnson/neural-style's published results; "
