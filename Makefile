@@ -22,7 +22,7 @@ ARGS ?=
 # Install first when run in the project itself; from a media folder (-f) the install must exist.
 HERE_SETUP := $(if $(filter $(ROOT),$(CURDIR)),setup)
 
-.PHONY: setup test demo lint docs bench bench-quality bench-temporal bench-scale clean stylize
+.PHONY: setup test demo lint docs bench bench-quality bench-temporal bench-scale bench-large bench-gpu clean stylize
 
 setup: $(STAMP)
 
@@ -84,7 +84,19 @@ bench-quality: setup
 bench-temporal: setup
 	$(BIN)/python -m pipeline.bench.temporal --long-term 5 --drift
 
-# A photo folder on 1 and 2 single-threaded Ray workers vs one process (docs/scale-out.md; minutes).
+# Full resolution in bounded memory: a 12 MP photo at full size, 1536 px tiled vs untiled, time and
+# memory against size (docs/performance.md; about an hour on a 2-core CPU).
+bench-large: setup
+	$(BIN)/python -m pipeline.bench.large
+
+# The one GPU check: speed 256 px to 4K, a 12 MP photo, 10 s of 720p video, the CUDA tests, one JSON
+# (under 10 minutes on one CUDA device; says so in one line where there is none).
+bench-gpu: setup
+	$(BIN)/python -m pipeline.bench.gpu
+
+# 48 photos on 2 single-threaded Ray workers vs one single-threaded process, each run as a fresh command
+# (start-up included), alternating; then the warping error at chunk hand-overs on the shared clips
+# (docs/scale-out.md; about half an hour on 2 cores).
 bench-scale: setup
 	$(BIN)/python -m pipeline.bench.scale
 

@@ -1,6 +1,8 @@
-"""What the CLIs share: option definitions, error handling, and Rich rendering of library events.
+"""What the CLIs share: error handling, the options that are no configuration field, and Rich
+rendering of library events.
 
-Defaults come from the library's config dataclasses; nothing here decides how stylization works.
+The options that are configuration fields are made from pipeline/config.py (cli/settings.py); nothing
+here decides how stylization works.
 """
 
 from __future__ import annotations
@@ -26,39 +28,16 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from pipeline.config import EngineConfig, PreviewConfig, StyleConfig
+from cli.settings import CommandOptions, UsageError
 
-STYLE = StyleConfig()
-ENGINE = EngineConfig()
-PREVIEW = PreviewConfig()
-
-# Options both commands take, declared once (their defaults stay at the parameters: the library's).
-ContentWeight = Annotated[float, typer.Option(help="Weight of the content loss (alpha).")]
-StyleWeight = Annotated[float, typer.Option(help="Weight of the style loss (beta); higher = stronger style.")]
-TvWeight = Annotated[float, typer.Option(help="Total-variation weight: smooths high-frequency noise.")]
-Optimizer = Annotated[str, typer.Option(help="lbfgs or adam.")]
-LearningRate = Annotated[float, typer.Option(help="Adam's step size (pixels in [0, 1]).")]
+# Options both commands take that are no configuration field (pipeline/config.py has those).
 AddStyle = Annotated[list[Path] | None, typer.Option(help="Another style image to blend in (repeatable).")]
 StyleBlend = Annotated[str | None, typer.Option(help="Blend weights for STYLE and each --add-style, e.g. 0.7,0.3 (default: equal).")]
-Pooling = Annotated[str, typer.Option(help="VGG pooling: max or avg.")]
-Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-Weights = Annotated[str, typer.Option(help="VGG19 weights: original (bundled), torchvision (downloads), or a state-dict file.")]
-Precision = Annotated[str, typer.Option(
-    help="auto (bf16 convolutions on CUDA and on CPUs with native bf16: AVX512-BF16/AMX or Arm BF16; "
-         "fp32 elsewhere), fp32 or bf16. Losses and the optimiser stay fp32; Gram matrices accumulate in fp32 "
-         "(on such CPUs from bf16 features).")]
-Workers = Annotated[str | None, typer.Option(help="Spread the job over N Ray workers (needs stylize[ray]); auto = one per GPU, or one per 4 CPU cores. See docs/scale-out.md.")]
-RayAddress = Annotated[str | None, typer.Option(help="Join a running Ray cluster: auto (the one `ray start` made) or HOST:PORT; workers as --workers (default auto).")]
-
-# --preview and its options (docs/preview.md); every option whose name starts with "preview" is left
+# --preview and its sheet (docs/preview.md); every option whose name starts with "preview" is left
 # out of the commands the sheet suggests.
 Preview = Annotated[bool, typer.Option("--preview", help="Write a preview sheet instead of OUTPUT: a few small tiles over a grid of settings (style weight x style scale, or one row per style), each labelled, with the command for each tile; about a minute on a CPU. Writes nothing else.")]
 PreviewSheet = Annotated[Path | None, typer.Option(help="--preview: the sheet's path (.png; default: beside OUTPUT, e.g. out.jpg -> out.preview.png, photos-styled -> photos-styled.preview.png); the commands go beside it as .txt.")]
-PreviewSize = Annotated[int, typer.Option(help="--preview: long side of each tile in pixels.")]
-PreviewIterations = Annotated[int, typer.Option(help="--preview: network evaluations per tile.")]
-PreviewSamples = Annotated[int, typer.Option(help="--preview: images of a folder (or frames of a clip) to show, spread over it; one row each.")]
-PreviewStyleWeights = Annotated[str | None, typer.Option(help="--preview: the --style-weight values to compare, e.g. 1,3,9 (default: a third, once and three times --style-weight).")]
-PreviewStyleScales = Annotated[str | None, typer.Option(help="--preview: the --style-scale values to compare, e.g. 0.5,1,2 (default: half, once and twice --style-scale for a single picture; only --style-scale when there are several samples).")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars, only warnings and errors.")]
 
 console = Console(stderr=True, highlight=False)
 
@@ -112,16 +91,19 @@ def stop_signals() -> Iterator[None]:
 
 
 @contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn the library's user-facing errors into one line and a non-zero exit, no traceback; a stop
-    signal or Ctrl-C into one line and 128 + the signal's number."""
+def user_errors(options: CommandOptions) -> Iterator[None]:
+    """Turn the library's user-facing errors into one line (the settings it names as ``options``'
+    flags) and a non-zero exit, no traceback; a stop signal or Ctrl-C into one line and 128 + the
+    signal's number."""
     from pipeline.errors import StylizeError
 
     try:
         with stop_signals():
             yield
+    except UsageError as exc:
+        raise fail(str(exc), EXIT_USAGE) from None
     except StylizeError as exc:
-        raise fail(str(exc)) from None
+        raise fail(exc.render(options.flag_of)) from None
     except Stopped as exc:
         raise fail(f"stopped by {STOP_SIGNALS[exc.signum]}; finished outputs are kept, run the same command again "
                    "to resume", 128 + exc.signum) from None
@@ -143,42 +125,11 @@ def parse_blend(value: str | None, n_styles: int) -> list[float]:
     return weights
 
 
-def scale_config(workers: str | None, ray_address: str | None, **video):
-    """The ScaleConfig for --workers / --ray-address, or None when neither is given (one process, no Ray)."""
-    from pipeline.config import ScaleConfig
-
-    if workers is None and ray_address is None:
-        return None
-    count: int | str = "auto"
-    if workers not in (None, "auto"):
-        try:
-            count = int(workers)
-        except ValueError:
-            raise fail(f"--workers must be 'auto' or a positive whole number (got {workers!r})", EXIT_USAGE) from None
-    return ScaleConfig(workers=count, address=ray_address, **video)
-
-
 def style_images(style: Path, extra: list[Path] | None, blend: str | None):
     from pipeline.config import StyleImage
 
     paths = [style, *(extra or [])]  # the files themselves are checked by the job, before any work
     return tuple(StyleImage(p, w) for p, w in zip(paths, parse_blend(blend, len(paths))))
-
-
-def parse_values(value: str | None, option: str) -> tuple[float, ...]:
-    """``"1,3,9"`` -> (1.0, 3.0, 9.0); None or empty -> () (the library's default grid)."""
-    if not value:
-        return ()
-    try:
-        return tuple(float(v) for v in value.split(","))
-    except ValueError:
-        raise fail(f"{option} {value!r}: expected comma-separated numbers, e.g. 1,3,9", EXIT_USAGE) from None
-
-
-def preview_config(size: int, iterations: int, samples: int, style_weights: str | None, style_scales: str | None):
-    return PreviewConfig(size=size, iterations=iterations, samples=samples,
-                         style_weights=parse_values(style_weights, "--preview-style-weights"),
-                         style_scales=parse_values(style_scales, "--preview-style-scales"))
 
 
 def _word(value) -> str:
@@ -227,23 +178,24 @@ def about(seconds: float) -> str:
     return f"about {round(seconds / 60)} minutes"
 
 
-def print_preview(summary: dict, quiet: bool) -> None:
+def print_preview(summary, quiet: bool) -> None:
     """The sheet's path, then each tile's command on stdout (so it can be copied or piped)."""
-    print_line(f"Wrote preview sheet {summary['sheet']} ({len(summary['tiles'])} tiles at {summary['size']} px, "
-               f"{summary['width']}x{summary['height']}) in {format_seconds(summary['seconds'])} on "
-               f"{summary['device']}; commands in {summary['commands']}", quiet)
-    if summary["skipped"]:
-        console.print(f"[bold yellow]{len(summary['skipped'])} unreadable files left out of the sample:[/]")
-        for item in summary["skipped"]:
+    print_line(f"Wrote preview sheet {summary.sheet} ({len(summary.tiles)} tiles at {summary.size} px, "
+               f"{summary.width}x{summary.height}) in {format_seconds(summary.seconds)} on "
+               f"{summary.device}; commands in {summary.commands}", quiet)
+    if summary.skipped:
+        console.print(f"[bold yellow]{len(summary.skipped)} unreadable files left out of the sample:[/]")
+        for item in summary.skipped:
             console.print(f"  {item['error']}", soft_wrap=True, markup=False)
-    for tile in summary["tiles"]:
+    for tile in summary.tiles:
         typer.echo(f"# tile {tile['tile']}: {tile['input']}: {tile['options']}\n{tile['command']}")
 
 
 class EventRenderer:
     """Renders library events as Rich progress: one bar for the job, one for the current item."""
 
-    def __init__(self, quiet: bool = False, unit_label: str = "it"):
+    def __init__(self, options: CommandOptions, quiet: bool = False, unit_label: str = "it"):
+        self.options = options  # library messages name settings: shown as this command's flags
         self.quiet = quiet
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
@@ -335,7 +287,7 @@ class EventRenderer:
         elif isinstance(event, (ev.ItemDone, ev.ItemSkipped, ev.ItemFailed)):
             if isinstance(event, ev.ItemFailed):
                 self.failures.append((event.name, event.error))
-                self.progress.console.print(f"[red]failed:[/] {event.error}", soft_wrap=True)
+                self.progress.console.print(f"[red]failed:[/] {self.options.text(event.error)}", soft_wrap=True)
             fields = {}
             if isinstance(event, ev.ItemDone) and event.worker is not None:
                 self.per_worker[event.worker] = self.per_worker.get(event.worker, 0) + 1
@@ -349,8 +301,9 @@ class EventRenderer:
                 self.progress.console.print(f"[dim]worker {event.name}: {event.host}, pid {event.pid}, "
                                             f"{event.device}[/]", soft_wrap=True)
         elif isinstance(event, ev.Notice):
-            self.notices.append(event.message)
-            self.progress.console.print(f"[yellow]warning:[/] {event.message}", soft_wrap=True)
+            message = self.options.text(event.message)
+            self.notices.append(message)
+            self.progress.console.print(f"[yellow]warning:[/] {message}", soft_wrap=True)
         elif isinstance(event, ev.PreviewPlanned) and not self.quiet:
             self.progress.console.print(
                 f"preview: {event.tiles} tiles at {event.size} px, {event.iterations} iterations each, "
@@ -379,10 +332,10 @@ def is_interactive() -> bool:
     return sys.stderr.isatty()
 
 
-def run_preview(ctx, command: str, job, style_blend: str | None, quiet: bool, options: tuple, make) -> None:
-    """The --preview branch both commands share; ``make(config, command_for, on_event)`` is the library call."""
+def run_preview(ctx, command: str, options: CommandOptions, job, style_blend: str | None, quiet: bool, make) -> None:
+    """The --preview branch both commands share; ``make(command_for, on_event)`` is the library call."""
     if style_blend:
         raise fail("--style-blend has no effect with --preview: each style image gets its own row", EXIT_USAGE)
-    with EventRenderer(quiet) as renderer:
-        summary = make(preview_config(*options), lambda tile: tile_command(ctx, command, job.styles, tile), renderer)
+    with EventRenderer(options, quiet) as renderer:
+        summary = make(lambda tile: tile_command(ctx, command, job.styles, tile), renderer)
     print_preview(summary, quiet)

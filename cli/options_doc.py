@@ -42,7 +42,7 @@ def _option_names(name: str, info: typer.models.OptionInfo, annotation) -> str:
     if not decls:
         flag = "--" + name.replace("_", "-")
         return f"{flag} / --no-{flag[2:]}" if is_bool else f"{flag} {_metavar(annotation)}"
-    names = ", ".join(decls)
+    names = ", ".join(d.replace("/", " / ") for d in decls)  # "--recursive/--no-recursive": a switch and its twin
     return names if is_bool else f"{names} {_metavar(annotation)}"
 
 
@@ -88,8 +88,8 @@ def render() -> str:
         "# Options",
         "",
         "Every argument and option of both commands with its default. This page is generated from the",
-        "commands themselves (`make docs`), and a test fails when it and `--help` disagree. Defaults are",
-        "defined once, in `pipeline/config.py`.",
+        "commands themselves (`make docs`), and a test fails when it and `--help` disagree. An option that",
+        "is a configuration setting is declared once, with its default and help, in `pipeline/config.py`.",
         "",
     ]
     for name, module, function_name, intro in COMMANDS:

@@ -1,12 +1,39 @@
 """Exceptions the library raises for problems a user can fix.
 
 The CLI turns each into one clear line and a non-zero exit; anything else is a bug and keeps its
-traceback.
+traceback. A message names a setting through ``setting("StyleConfig.size")`` (a configuration field)
+or ``setting("overwrite")`` (a job's keyword argument), never through a command-line flag: the
+library shows the setting's own name, the CLI its flag (``StylizeError.render``).
 """
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+_MARK = "\x1f"  # never in a path or a number, so a marked name cannot be confused with the text around it
+_MARKED = re.compile(f"{_MARK}([^{_MARK}]+){_MARK}")
+
+
+def setting(name: str) -> str:
+    """``name`` ("StyleConfig.size", or a job keyword such as "overwrite") marked inside a message."""
+    return f"{_MARK}{name}{_MARK}"
+
+
+def render(message: str, name_of: Callable[[str], str | None]) -> str:
+    """``message`` with each marked setting replaced by ``name_of(setting)`` (its own name when None)."""
+    return _MARKED.sub(lambda m: name_of(m.group(1)) or m.group(1), message)
 
 
 class StylizeError(Exception):
     """Base class: a problem with the user's input, options or environment."""
+
+    def render(self, name_of: Callable[[str], str | None]) -> str:
+        """The message with its settings named by ``name_of`` (the CLI passes its flags)."""
+        return render(super().__str__(), name_of)
+
+    def __str__(self) -> str:
+        return self.render(lambda name: None)
 
 
 class InputError(StylizeError):

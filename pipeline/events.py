@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from pipeline.results import Summary
+
 
 @dataclass
 class JobStarted:
@@ -60,7 +62,10 @@ class ItemFailed:
 
 @dataclass
 class Notice:
-    """Something the user should know that does not stop the job (a dropped stream, a fallback)."""
+    """Something the user should know that does not stop the job (a dropped stream, a fallback).
+
+    Like an error's, the message names settings through ``pipeline.errors.setting``:
+    ``pipeline.errors.render`` shows them (the CLI as its flags)."""
 
     message: str
 
@@ -88,7 +93,7 @@ class WorkerStarted:
 
 @dataclass
 class JobFinished:
-    summary: dict
+    summary: Summary  # the job's result, as it returns it (pipeline/results.py)
 
 
 Event = (JobStarted | Iteration | ItemStarted | ItemDone | ItemSkipped | ItemFailed | Notice | PreviewPlanned

@@ -78,14 +78,14 @@ def iteration_flops(features: VGGFeatures, height: int, width: int, style_layers
 
     A 3x3 conv costs ``2 * c_in * c_out * 9 * h * w`` forward and about the same again for the
     gradient to its input (no weight gradients). A Gram matrix ``C x C`` over ``h*w`` positions costs
-    ``2 * C^2 * h * w`` forward and twice that backward (autograd multiplies the incoming gradient
-    with each of the two factors F and F^T). Elementwise work (ReLU, pooling, losses) is left out:
-    it is memory-bound and small next to these. The total agrees with torch's FlopCounterMode.
+    ``2 * C^2 * h * w`` forward and as much backward (one product, ``(S + S^T) F``: losses.gram).
+    Elementwise work (ReLU, pooling, losses) is left out: it is memory-bound and small next to these.
+    The total agrees with torch's FlopCounterMode.
     """
     shapes = conv_shapes(features, height, width)
     forward = sum(2 * cin * cout * 9 * h * w for _, cin, cout, h, w in shapes)
     out_shape = {name.replace("conv", "relu"): (cout, h, w) for name, _, cout, h, w in shapes}
-    grams = sum(3 * 2 * c * c * h * w for c, h, w in (out_shape[n] for n in style_layers if n in out_shape))
+    grams = sum(2 * 2 * c * c * h * w for c, h, w in (out_shape[n] for n in style_layers if n in out_shape))
     return {"forward": forward, "backward": forward, "gram": grams, "total": 2 * forward + grams}
 
 
@@ -134,6 +134,35 @@ class ReferenceLoop:
 
         optimizer.step(closure)
         return last[0]
+
+
+class ConvReference:
+    """The machine's own yardstick: the network's 3x3 convolutions alone, at the same shapes, forward and
+    backward to their inputs, in the stylizer's dtype and layout (no ReLU, pooling, Gram matrices, losses
+    or optimiser). What an evaluation achieves against it is the share of the convolutions' own speed
+    that the rest of an evaluation leaves."""
+
+    def __init__(self, features: VGGFeatures, height: int, width: int, batch: int = 1):
+        gen = torch.Generator().manual_seed(0)
+        fmt = torch.channels_last if features.channels_last else torch.contiguous_format
+        self.layers = []
+        for name, cin, cout, h, w in conv_shapes(features, height, width):
+            conv = dict(features.stack.named_children())[name]
+            x = torch.randn((batch, cin, h, w), generator=gen).to(features.device, features.dtype)
+            x = x.contiguous(memory_format=fmt).requires_grad_(True)
+            grad = torch.randn((batch, cout, h, w), generator=gen).to(features.device, features.dtype)
+            self.layers.append((conv, x, grad.contiguous(memory_format=fmt)))
+        self.flops = sum(2 * 2 * cin * cout * 9 * h * w * batch for _, cin, cout, h, w in
+                         conv_shapes(features, height, width))
+
+    def run(self, iterations: int, on_progress: Callable[..., None]) -> None:
+        for _ in range(iterations):
+            outputs = [(conv(x), grad) for conv, x, grad in self.layers]
+            for out, grad in reversed(outputs):
+                out.backward(grad)
+            for _, x, _ in self.layers:
+                x.grad = None
+            on_progress()
 
 
 class Clock:
@@ -228,14 +257,18 @@ class SizeResult:
     speedup: float | None = None
     fp32: LoopTiming | None = None  # the stylizer forced to fp32, when the default path is not fp32
     vs_fp32: float | None = None  # default path's time / fp32 path's time (below 1 = faster)
+    conv: LoopTiming | None = None  # the convolutions alone (ConvReference), its tflops their own
+    vs_conv: float | None = None  # default path's TFLOP/s / the convolutions' own (1 = no overhead at all)
     error: str | None = None
     notes: list[str] = field(default_factory=list)
 
 
 def bench_size(name: str, stylizer: Stylizer, reference: ReferenceLoop | None, content: torch.Tensor,
-               iterations: int, repeats: int, warmup: int, fp32: Stylizer | None = None) -> SizeResult:
+               iterations: int, repeats: int, warmup: int, fp32: Stylizer | None = None,
+               convs: bool = True) -> SizeResult:
     height, width = RESOLUTIONS[name]
     flops = iteration_flops(stylizer.features, height, width)
+    conv_reference = ConvReference(stylizer.features, height, width) if convs else None
     result = SizeResult(name, height, width, flops["total"] / 1e9)
     image = resize(content, (height, width))
     device = stylizer.device
@@ -249,6 +282,10 @@ def bench_size(name: str, stylizer: Stylizer, reference: ReferenceLoop | None, c
     def full_precision(clock: Clock) -> None:
         fp32.stylize(image, iterations=iterations, scales=1, on_progress=clock.mark)
 
+    def convolutions(clock: Clock) -> None:
+        clock.mark()
+        conv_reference.run(iterations, clock.mark)
+
     try:
         # Warm-up: cuDNN autotuning, allocator growth, the style Gram matrices for this size.
         stylizer.stylize(image, iterations=warmup, scales=1)
@@ -259,8 +296,12 @@ def bench_size(name: str, stylizer: Stylizer, reference: ReferenceLoop | None, c
         if reference is not None:
             reference.run(image, warmup, lambda _n: None)
             loops["reference"] = plain
+        if conv_reference is not None:
+            conv_reference.run(warmup, lambda: None)
+            loops["conv"] = convolutions
         timings = time_loops(loops, device, repeats)
         result.fast, result.reference, result.fp32 = timings["fast"], timings.get("reference"), timings.get("fp32")
+        result.conv = timings.get("conv")
     except torch.OutOfMemoryError as exc:
         result.error = f"out of memory: {str(exc).splitlines()[0]}"
     except Exception as exc:  # noqa: BLE001 - the benchmark reports a failed size and goes on
@@ -272,6 +313,10 @@ def bench_size(name: str, stylizer: Stylizer, reference: ReferenceLoop | None, c
     for timing in (result.fast, result.reference, result.fp32):
         if timing is not None:
             timing.tflops = flops["total"] / (timing.ms_per_iteration / 1000) / 1e12
+    if result.conv is not None:
+        result.conv.tflops = conv_reference.flops / (result.conv.ms_per_iteration / 1000) / 1e12
+        if result.fast is not None:
+            result.vs_conv = result.fast.tflops / result.conv.tflops
     if result.fast and result.reference:
         result.speedup = result.reference.ms_per_iteration / result.fast.ms_per_iteration
     if result.fast and result.fp32:
@@ -287,7 +332,7 @@ def bench_size(name: str, stylizer: Stylizer, reference: ReferenceLoop | None, c
 def video_fps(clip: Path | None, frames: int, device: str, style: Path) -> dict:
     """End-to-end frames per second of the video job with its default settings, when it exists."""
     try:
-        from pipeline.config import JobConfig, StyleImage, VideoConfig
+        from pipeline.config import VIDEO_STYLE, JobConfig, StyleImage, VideoConfig
         from pipeline.jobs.video import stylize_video
     except ImportError as exc:
         return {"skipped": f"the video job is not available ({exc})"}
@@ -295,14 +340,13 @@ def video_fps(clip: Path | None, frames: int, device: str, style: Path) -> dict:
         return {"skipped": "no video clip found (pass --video-clip)"}
     import tempfile
 
-    job = JobConfig(styles=(StyleImage(style),), engine=EngineConfig(device=device))
+    job = JobConfig(styles=(StyleImage(style),), style=VIDEO_STYLE, engine=EngineConfig(device=device))
     with tempfile.TemporaryDirectory() as tmp:
         summary = stylize_video(clip, Path(tmp) / "bench.mp4", job, VideoConfig(max_frames=frames),
                                 overwrite=True)
-    stylized = summary.get("stylized_frames") or summary.get("frames")
-    return {"clip": str(clip), "frames": stylized, "seconds": summary["seconds"],
-            "fps": stylized / summary["seconds"], "work_size": [summary.get("work_width"), summary.get("work_height")],
-            "settings": asdict(VideoConfig(max_frames=frames))}
+    return {"clip": str(clip), "frames": summary.stylized_frames, "seconds": summary.seconds,
+            "fps": summary.stylized_frames / summary.seconds, "work_size": [summary.work_width, summary.work_height],
+            "settings": {"video": asdict(VideoConfig(max_frames=frames)), "style": asdict(VIDEO_STYLE)}}
 
 
 # ----------------------------------------------------------------------------- report
@@ -310,11 +354,17 @@ def video_fps(clip: Path | None, frames: int, device: str, style: Path) -> dict:
 
 # Issue 13's target: the default path's evaluation at most this share of the fp32 path's.
 FP32_TARGET = 0.6
+# Issue 21's targets (CPU, 256 px): this many TFLOP/s, and this share of the convolutions' own TFLOP/s.
+TFLOPS_TARGET, CONV_SHARE_TARGET = 1.0, 0.7
+
+
+def _spread(timing: LoopTiming) -> str:
+    return f"{min(timing.repeats_ms):.0f}-{max(timing.repeats_ms):.0f}"
 
 
 def format_table(results: list[SizeResult], precision: str = "") -> str:
-    head = (f"{'size':>7} {'GFLOP/it':>9} {'ms/it':>9} {'TFLOP/s':>8} {'peak MB':>8} "
-            f"{'ref ms/it':>10} {'ref TFLOP/s':>11} {'speed-up':>8} {'fp32 ms/it':>10} {'vs fp32':>8}")
+    head = (f"{'size':>7} {'GFLOP/it':>9} {'ms/it':>9} {'runs ms':>11} {'TFLOP/s':>8} {'conv TF/s':>9} "
+            f"{'of conv':>7} {'peak MB':>8} {'ref ms/it':>10} {'speed-up':>8} {'fp32 ms/it':>10} {'vs fp32':>8}")
     lines = [head, "-" * len(head)]
     for r in results:
         if r.error:
@@ -322,12 +372,20 @@ def format_table(results: list[SizeResult], precision: str = "") -> str:
             continue
         f, ref = r.fast, r.reference
         mem = f"{f.peak_memory_mb:8.0f}" if f.peak_memory_mb is not None else f"{'-':>8}"
-        ref_cols = (f"{ref.ms_per_iteration:>10.1f} {ref.tflops:>11.3f} {r.speedup:>7.2f}x" if ref
-                    else f"{'-':>10} {'-':>11} {'-':>8}")
+        conv_cols = (f"{r.conv.tflops:>9.3f} {r.vs_conv:>6.2f}x" if r.conv else f"{'-':>9} {'-':>7}")
+        ref_cols = f"{ref.ms_per_iteration:>10.1f} {r.speedup:>7.2f}x" if ref else f"{'-':>10} {'-':>8}"
         fp32_cols = (f"{r.fp32.ms_per_iteration:>10.1f} {r.vs_fp32:>7.2f}x" if r.fp32 else f"{'-':>10} {'-':>8}")
-        lines.append(f"{r.name:>7} {r.gflop_per_iteration:>9.1f} {f.ms_per_iteration:>9.1f} {f.tflops:>8.3f} "
-                     f"{mem} {ref_cols} {fp32_cols}")
+        lines.append(f"{r.name:>7} {r.gflop_per_iteration:>9.1f} {f.ms_per_iteration:>9.1f} {_spread(f):>11} "
+                     f"{f.tflops:>8.3f} {conv_cols} {mem} {ref_cols} {fp32_cols}")
     for r in results:
+        if r.fast is None:
+            continue
+        if r.conv is not None:
+            met = r.fast.tflops >= TFLOPS_TARGET and r.vs_conv >= CONV_SHARE_TARGET
+            lines.append(f"{r.name}: one evaluation ({precision}) at {r.fast.tflops:.2f} TFLOP/s (median of "
+                         f"{len(r.fast.repeats_ms)} runs, {_spread(r.fast)} ms), {r.vs_conv:.2f}x the "
+                         f"{r.conv.tflops:.2f} TFLOP/s of its convolutions alone (same run); targets at 256 px "
+                         f"{TFLOPS_TARGET} TFLOP/s and {CONV_SHARE_TARGET}x: {'met' if met else 'NOT met'}")
         if r.vs_fp32 is not None:
             verdict = "met" if r.vs_fp32 <= FP32_TARGET else "NOT met"
             lines.append(f"{r.name}: default path ({precision}) takes {r.vs_fp32:.2f}x the time of the fp32 path per "
@@ -353,19 +411,19 @@ def run_benchmark(args: argparse.Namespace, features: VGGFeatures | None = None)
     device = stylizer.device
     sizes = args.sizes or (GPU_SIZES if device.type == "cuda" else CPU_SIZES)
     iterations = args.iterations or (50 if device.type == "cuda" else 5)
-    repeats = args.repeats or (5 if device.type == "cuda" else 3)
+    repeats = args.repeats or 5
     reference = None if args.no_reference else ReferenceLoop(features, style, StyleConfig(), device)
     fp32 = None
-    if stylizer.dtype is not None and not args.no_fp32:
+    if stylizer.dtype != torch.float32 and not args.no_fp32:
         # Its own copy of the network: the default path may change the shared one's memory layout.
         fp32 = Stylizer([(style, 1.0)], StyleConfig(), EngineConfig(device=args.device, precision="fp32"),
                         features=copy.deepcopy(features))
-    results = [bench_size(name, stylizer, reference, content, iterations, repeats, args.warmup, fp32)
-               for name in sizes]
+    results = [bench_size(name, stylizer, reference, content, iterations, repeats, args.warmup, fp32,
+                          convs=not args.no_conv) for name in sizes]
     report = {
         "device": describe_device(device),
         "torch": torch.__version__,
-        "precision": "bf16 autocast" if stylizer.dtype == torch.bfloat16 else "fp32",
+        "precision": "bf16" if stylizer.dtype == torch.bfloat16 else "fp32",
         "precision_option": args.precision,
         "iterations_per_repeat": iterations,
         "repeats": repeats,
@@ -388,10 +446,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help=f"resolutions (default: {' '.join(GPU_SIZES)} on GPU, {' '.join(CPU_SIZES)} on CPU)")
     p.add_argument("--iterations", type=int, default=None, help="evaluations per timed run (default: 50 GPU, 5 CPU)")
     p.add_argument("--repeats", type=int, default=None,
-                   help="timed runs per size, median reported (default: 5 GPU, 3 CPU)")
+                   help="timed runs per size, median and spread reported (default: 5)")
     p.add_argument("--warmup", type=int, default=3, help="untimed evaluations before timing (default: 3)")
     p.add_argument("--no-reference", action="store_true", help="skip the plain fp32 reference loop")
     p.add_argument("--no-fp32", action="store_true", help="skip timing the stylizer forced to fp32")
+    p.add_argument("--no-conv", action="store_true", help="skip timing the convolutions alone (the TFLOP/s yardstick)")
     p.add_argument("--video-frames", type=int, default=None,
                    help="frames of end-to-end video to time (default: 30 on GPU, 0 = skip on CPU)")
     p.add_argument("--video-clip", type=Path, default=None, help="clip for the video figure")

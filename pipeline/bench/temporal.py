@@ -32,13 +32,15 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.bench.common import ROOT, STYLE_CANDIDATES, describe_device, first_existing, save_report
-from pipeline.config import EncodeConfig, EngineConfig, JobConfig, StyleImage, TemporalConfig, VideoConfig
+from pipeline.config import VIDEO_STYLE, EncodeConfig, EngineConfig, JobConfig, StyleImage, TemporalConfig, VideoConfig
 from pipeline.errors import StylizeError
 from pipeline.events import ItemDone
 from pipeline.jobs.common import build_stylizer
 from pipeline.jobs.stability import drift_curve, video_frames, warping_errors, write_plot
-from pipeline.jobs.video import LONG_TERM_STRIDE, stylize_video, to_work_size
-from pipeline.media.images import fit_long_side
+from pipeline.jobs.video import stylize_video
+from pipeline.jobs.video_report import LONG_TERM_STRIDE
+from pipeline.media.images import fit_long_side, resize_frame
+from pipeline.scale.local import LocalExecutor
 
 SHARED_VIDEOS = ROOT.parent / "shared/media/videos"
 # carphone at its native 176x144; Big Buck Bunny (1280x720) brought down to a similar pixel count.
@@ -77,7 +79,7 @@ def parse_clip(spec: str) -> tuple[Path, int]:
 def input_warping_errors(clip: Path, frames: int, work_size: tuple[int, int], preset: str, stride: int = 1):
     """The input's own warping error at the working size: the floor for any stylization of it."""
     def inputs():
-        return (to_work_size(f, work_size) for f in itertools.islice(video_frames(clip), frames))
+        return (resize_frame(f, work_size) for f in itertools.islice(video_frames(clip), frames))
 
     return warping_errors(inputs(), inputs(), preset, stride=stride)
 
@@ -102,9 +104,8 @@ def run_init(clip: Path, init: str, job: JobConfig, video: VideoConfig, temporal
 
     name = f"{clip.stem}-{init}-{temporal.long_term}-{temporal.carry}-{temporal.content_blend}"
     report_path = tmp / f"{name}.json"
-    video = VideoConfig(**{**asdict(video), "init": init})
-    stylize_video(clip, tmp / f"{name}.mp4", job, video, EncodeConfig(), overwrite=True,
-                  on_event=on_event, stylizer=stylizer, temporal=temporal, report_path=report_path,
+    stylize_video(clip, tmp / f"{name}.mp4", job, video, EncodeConfig(), dataclasses.replace(temporal, init=init),
+                  overwrite=True, on_event=on_event, executor=LocalExecutor(stylizer), report_path=report_path,
                   report_drift=drift and init == "warped")
     report = json.loads(report_path.read_text())
     return Run(str(clip), label, report["frames"], report["width"], report["height"], report["warping_error"],
@@ -118,8 +119,8 @@ def bench_clip(clip: Path, size: int, args, stylizer, job: JobConfig, log) -> di
     height, width = first.shape[:2]
     long_side = size or max(height, width)
     work_size = fit_long_side(height, width, min(long_side, max(height, width)))
-    video = VideoConfig(size=long_side, first_iterations=args.first_iterations, iterations=args.iterations,
-                        max_frames=args.frames)
+    video = VideoConfig(iterations=args.iterations, max_frames=args.frames)
+    job = dataclasses.replace(job, style=job.style.replace(size=long_side, iterations=args.first_iterations))
     temporal = TemporalConfig(weight=args.temporal_weight)
     plans = [(init, temporal) for init in args.inits]
     if args.long_term:
@@ -146,7 +147,7 @@ def bench_clip(clip: Path, size: int, args, stylizer, job: JobConfig, log) -> di
                           "x_label": "frame"}) if drifts else None
     write_plot({**curves, "input video": floor.per_frame}, plot, width=720, height=300, below=below,
                title=f"warping error per frame: {clip.name}, {work_size[1]}x{work_size[0]}")
-    settings = {k: v for k, v in asdict(video).items() if k != "init"}  # each run has its own init
+    settings = {**asdict(video), "size": long_side, "first_iterations": args.first_iterations}
     return {"clip": str(clip), "work_size": [work_size[1], work_size[0]], "video": settings,
             "temporal": asdict(temporal), "input_warping_error": floor.warping_error,
             "input_long_term_warping_error": far_floor.warping_error if args.frames > LONG_TERM_STRIDE else None,
@@ -185,6 +186,7 @@ def format_table(clips: list[dict]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = VideoConfig()
+    first = VIDEO_STYLE.iterations
     p = argparse.ArgumentParser(prog="python -m pipeline.bench.temporal", description=__doc__.split("\n\n")[0])
     p.add_argument("--clip", action="append", default=None,
                    help="PATH or PATH@SIZE (working long side, 0 = native); repeatable "
@@ -192,8 +194,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--style", type=Path, default=None, help="style image (default: samples/starry_night.jpg)")
     p.add_argument("--frames", type=int, default=30, help="frames from the start of each clip (default: 30)")
     p.add_argument("--inits", nargs="+", choices=INITS, default=list(INITS), help="inits to compare (default: all)")
-    p.add_argument("--first-iterations", type=int, default=defaults.first_iterations,
-                   help=f"iterations for the first frame (default: {defaults.first_iterations}, as stylize-video)")
+    p.add_argument("--first-iterations", type=int, default=first,
+                   help=f"iterations for the first frame (default: {first}, as stylize-video)")
     p.add_argument("--iterations", type=int, default=defaults.iterations,
                    help=f"iterations for later frames (default: {defaults.iterations}, as stylize-video)")
     p.add_argument("--temporal-weight", type=float, default=TemporalConfig().weight,

@@ -81,20 +81,20 @@ def cpu_has_native_bf16() -> bool:
     return cpu_computes_bf16(platform.machine(), cpu_bf16_flags())
 
 
-def autocast_dtype(precision: str, device_type: str, cpu_bf16: bool) -> torch.dtype | None:
-    """The autocast dtype of the network for ``--precision`` on a device, None for plain fp32.
+def network_dtype(precision: str, device_type: str, cpu_bf16: bool) -> torch.dtype:
+    """The dtype of the network's weights and activations for ``--precision`` on a device.
 
-    ``auto``: bf16 on CUDA and on CPUs that compute bf16 natively (``cpu_bf16``), else fp32.
-    Only the convolutions run in bf16: Gram matrices, losses and the optimiser stay fp32.
+    ``auto``: bf16 on CUDA and on CPUs that compute bf16 natively (``cpu_bf16``), else fp32. The
+    image being optimised, the losses and the optimiser's state always stay fp32.
     """
     if precision == "bf16":
         return torch.bfloat16
     if precision == "auto" and (device_type == "cuda" or (device_type == "cpu" and cpu_bf16)):
         return torch.bfloat16
-    return None
+    return torch.float32
 
 
-def gram_dtype(network_dtype: torch.dtype | None, device_type: str, cpu_bf16: bool) -> torch.dtype:
+def gram_dtype(network: torch.dtype, device_type: str, cpu_bf16: bool) -> torch.dtype:
     """The dtype the Gram matrix products take their inputs in (they always accumulate in fp32).
 
     bf16 only on CPUs that compute it natively and where the network already runs in bf16: its
@@ -102,6 +102,6 @@ def gram_dtype(network_dtype: torch.dtype | None, device_type: str, cpu_bf16: bo
     fp32 GEMM (measured on an AVX512-BF16 EPYC). CUDA keeps fp32 products: cuBLAS may reduce bf16
     in reduced precision there, and it is not measured yet.
     """
-    if network_dtype == torch.bfloat16 and device_type == "cpu" and cpu_bf16:
+    if network == torch.bfloat16 and device_type == "cpu" and cpu_bf16:
         return torch.bfloat16
     return torch.float32

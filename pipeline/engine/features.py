@@ -1,13 +1,21 @@
-"""VGG19 as a frozen feature extractor.
+"""VGG19 as a frozen feature extractor, whole or in stages.
 
 The network is truncated after the deepest layer the losses need, its parameters never get
 gradients (they would cost about a third of the backward pass), and the input normalisation of the
 chosen weights lives inside, so callers pass RGB images in [0, 1].
+
+For images too large to evaluate at once, the stack is cut into **stages** at pooling layers
+(``stages``); pipeline/engine/tiling.py runs a stage tile by tile. Each stage knows its **halo**: how
+far the zero padding at a tile's edge reaches into the tile's outputs, so that a tile read with that
+margin computes exactly the features of the whole image at the positions it owns.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -27,6 +35,48 @@ def layer_names() -> list[str]:
 
 LAYER_NAMES = tuple(layer_names())
 
+# Where the stack is cut for tiled evaluation (pipeline/engine/tiling.py). After pool2 the maps have a
+# sixteenth of the image's positions: blocks 1-2 hold about two thirds of an evaluation's memory but
+# only a quarter of its arithmetic, blocks 3-5 the rest. Cutting there lets a large image tile the
+# memory-heavy part with a halo of 8 px while the compute-heavy part often runs whole (no recomputation).
+STAGE_CUTS = ("pool2",)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Modules ``[start, stop)`` of the stack, run on a map ``scale`` times smaller than the image.
+
+    ``halo``: margin, in units of the stage's input, that makes a tile's owned outputs exact (the
+    reach of the convolutions' zero padding, rounded up to ``align``). ``align``: the stage's total
+    downsampling; tile edges sit on multiples of it so that every pooling window is the whole
+    image's. ``layers``: the wanted layers computed here, each with its downsampling relative to the
+    stage's input.
+    """
+
+    start: int
+    stop: int
+    scale: int
+    halo: int
+    align: int
+    layers: tuple[tuple[str, int], ...]
+
+
+def stage_reach(kinds: Iterable[str]) -> tuple[int, int]:
+    """``(halo before alignment, total downsampling)`` of a run of ``conv``/``pool`` layers (3x3, pad 1; 2x2, stride 2).
+
+    A tile's border zeros spoil one more position per 3x3 convolution; a 2x2 pooling aligned to the
+    tile halves the spoiled band (rounding up). The reach is the widest band over all outputs, in
+    units of the input. Pure, so the arithmetic is tested on its own.
+    """
+    band, scale, reach = 0, 1, 0
+    for kind in kinds:
+        if kind == "conv":
+            band += 1
+        elif kind == "pool":
+            band, scale = math.ceil(band / 2), scale * 2
+        reach = max(reach, band * scale)
+    return reach, scale
+
 
 class VGGFeatures(nn.Module):
     """Returns the named activations of an RGB [0, 1] batch ``[B, 3, H, W]``."""
@@ -43,6 +93,7 @@ class VGGFeatures(nn.Module):
         self.register_buffer("mean", torch.tensor(norm.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(norm.std).view(1, 3, 1, 1), persistent=False)
         self.scale = norm.scale
+        self.pooling = pooling
 
         stack = nn.Sequential()
         for name in LAYER_NAMES[: deepest + 1]:
@@ -59,7 +110,10 @@ class VGGFeatures(nn.Module):
                 pool = nn.MaxPool2d if pooling == "max" else nn.AvgPool2d
                 stack.add_module(name, pool(kernel_size=2, stride=2))
         self.stack = stack
-        self.n_pools = sum(1 for name in LAYER_NAMES[: deepest + 1] if name.startswith("pool"))
+        self.names = tuple(name for name, _ in stack.named_children())
+        self.n_pools = sum(1 for name in self.names if name.startswith("pool"))
+        self.channels_last = False
+        self._variants: dict[tuple, VGGFeatures] = {}  # a plain dict: not registered as submodules
         self.eval()
         self.requires_grad_(False)
 
@@ -68,27 +122,79 @@ class VGGFeatures(nn.Module):
         """Smallest image side the pooling stack can take (each pool halves the size)."""
         return 2**self.n_pools
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.stack[0].weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.stack[0].weight.device
+
+    def variant(self, device: torch.device, dtype: torch.dtype, channels_last: bool) -> VGGFeatures:
+        """This network on ``device`` with weights in ``dtype`` and the given memory layout.
+
+        A copy when anything differs (cached), so that several stylizers sharing one network (the
+        preview, the benchmark's fp32 comparison) each get the form they run fastest in.
+        """
+        if (self.device, self.dtype, self.channels_last) == (torch.device(device), dtype, channels_last):
+            return self
+        key = (str(device), dtype, channels_last)
+        if key not in self._variants:
+            net = copy.deepcopy(self)
+            net._variants = {}
+            net.to(device=device, dtype=dtype)
+            if channels_last:
+                net.to(memory_format=torch.channels_last)
+            net.channels_last = channels_last
+            self._variants[key] = net
+        return self._variants[key]
+
     def normalize(self, image: torch.Tensor) -> torch.Tensor:
-        x = image.index_select(1, self.channel_order) * self.scale
-        return (x - self.mean) / self.std
+        """RGB [0, 1] -> the network's input, in its dtype and memory layout (normalised in fp32)."""
+        x = image.float().index_select(1, self.channel_order.to(image.device)) * self.scale
+        x = ((x - self.mean.float()) / self.std.float()).to(self.dtype)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
+
+    def check_size(self, height: int, width: int) -> None:
+        if min(height, width) < self.min_size:
+            raise ValueError(
+                f"image of {width}x{height} px is too small: VGG19 up to {self.layers[-1]} needs at least "
+                f"{self.min_size} px on each side"
+            )
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         if image.dim() != 4 or image.shape[1] != 3:
             raise ValueError(f"expected an RGB batch [B, 3, H, W], got shape {tuple(image.shape)}")
-        h, w = image.shape[-2:]
-        if min(h, w) < self.min_size:
-            raise ValueError(
-                f"image of {w}x{h} px is too small: VGG19 up to {self.layers[-1]} needs at least "
-                f"{self.min_size} px on each side"
-            )
-        x = self.normalize(image)
-        wanted = set(self.layers)
+        self.check_size(*image.shape[-2:])
+        _, out = self.run(self.normalize(image), 0, len(self.names), set(self.layers))
+        return out
+
+    def run(self, x: torch.Tensor, start: int, stop: int, wanted: set[str]) -> tuple[torch.Tensor, dict]:
+        """Modules ``[start, stop)`` on a normalised map: (the last output, the wanted activations)."""
         out = {}
-        for name, module in self.stack.named_children():
+        for name, module in zip(self.names[start:stop], self.stack[start:stop]):
             x = module(x)
             if name in wanted:
                 out[name] = x
-        return out
+        return x, out
+
+    def stages(self, cuts: Iterable[str] = STAGE_CUTS) -> list[Stage]:
+        """The stack cut after each pooling layer in ``cuts`` (those it has), with each stage's halo."""
+        bounds = [0, *sorted(self.names.index(c) + 1 for c in cuts if c in self.names[:-1]), len(self.names)]
+        stages, scale = [], 1
+        for start, stop in zip(bounds, bounds[1:]):
+            names = self.names[start:stop]
+            kinds = [n[:4] for n in names]
+            reach, align = stage_reach(kinds)
+            layers, local = [], 1
+            for name, kind in zip(names, kinds):
+                local *= 2 if kind == "pool" else 1
+                if name in self.layers:
+                    layers.append((name, local))
+            halo = math.ceil(reach / align) * align
+            stages.append(Stage(start, stop, scale, halo, align, tuple(layers)))
+            scale *= align
+        return stages
 
 
 def build_features(

@@ -10,20 +10,70 @@ from __future__ import annotations
 import torch
 
 
-def gram(features: torch.Tensor, compute_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def _is_channels_last(features: torch.Tensor) -> bool:
+    return features.shape[1] > 1 and features.is_contiguous(memory_format=torch.channels_last)
+
+
+def _positions(features: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``[B, C, H, W]`` as one matrix per image, without copying when ``dtype`` is the features':
+    ``[B, H*W, C]`` for channels_last features, ``[B, C, H*W]`` otherwise (the memory as it lies)."""
+    b, c, h, w = features.shape
+    if _is_channels_last(features):
+        return features.permute(0, 2, 3, 1).reshape(b, h * w, c).to(dtype)
+    return features.reshape(b, c, h * w).to(dtype)
+
+
+class _Gram(torch.autograd.Function):
+    """``F F^T`` with a backward of one matrix product, ``dF = (S + S^T) F``, in the features' own layout.
+
+    Autograd's own backward of ``bmm(f, f^T)`` makes two products and adds them, and returns the
+    gradient in the layout of ``f``'s reshape: for channels_last features that is the other layout,
+    and every layer's gradient then had to be reordered before it met the convolution's (measured:
+    a third of an evaluation at 256 px on an AMX CPU, docs/performance.md).
+    """
+
+    @staticmethod
+    def forward(ctx, features, compute_dtype, denominator):
+        ctx.save_for_backward(features)
+        ctx.meta = (compute_dtype, denominator)
+        f = _positions(features, compute_dtype)
+        product = torch.bmm(f.transpose(1, 2), f) if _is_channels_last(features) else torch.bmm(f, f.transpose(1, 2))
+        return product.float() / denominator
+
+    @staticmethod
+    def backward(ctx, grad):
+        (features,) = ctx.saved_tensors
+        return gram_backward(features, grad, *ctx.meta), None, None
+
+
+def gram_backward(features: torch.Tensor, grad: torch.Tensor, compute_dtype: torch.dtype,
+                  denominator: float) -> torch.Tensor:
+    """Gradient ``[B, C, H, W]`` (the features' dtype and layout) for a gradient ``grad`` ``[B, C, C]``
+    of their Gram matrix ``gram(features, compute_dtype, denominator)``."""
+    b, c, h, w = features.shape
+    f = _positions(features, compute_dtype)
+    sym = ((grad + grad.transpose(1, 2)) / denominator).to(compute_dtype)
+    if _is_channels_last(features):
+        return torch.bmm(f, sym).to(features.dtype).view(b, h, w, c).permute(0, 3, 1, 2)
+    return torch.bmm(sym, f).to(features.dtype).view(b, c, h, w)
+
+
+def gram(features: torch.Tensor, compute_dtype: torch.dtype = torch.float32,
+         denominator: float | None = None) -> torch.Tensor:
     """Gram matrix of ``[B, C, H, W]`` features -> ``[B, C, C]``, returned in fp32.
 
     Normalised by the number of values C*H*W so that the loss weights do not depend on the
-    resolution. fp16 features are always promoted: their sums overflow (a classic source of NaNs
-    in other tools). ``compute_dtype=torch.bfloat16`` multiplies bf16 features as they are: the
-    product still accumulates in fp32 (CPU bf16 GEMMs do), only the result is rounded to bf16's
-    8-bit mantissa (at most 0.4 % per entry) before it is promoted back. On CPUs with native bf16
-    that GEMM is about 4.5x faster than fp32's, and the Gram matrices were a fifth of an evaluation.
+    resolution; a tile's share of a whole image's Gram matrix passes the whole image's count as
+    ``denominator`` (the tiles' results then add up to the image's). fp16 features are always
+    promoted: their sums overflow (a classic source of NaNs in other tools). ``compute_dtype=
+    torch.bfloat16`` multiplies bf16 features as they are: the product still accumulates in fp32
+    (CPU bf16 GEMMs do), only the result is rounded to bf16's 8-bit mantissa (at most 0.4 % per
+    entry) before it is promoted back. On CPUs with native bf16 that GEMM is about 4.5x faster than
+    fp32's. Works on either memory layout without copying the features.
     """
     b, c, h, w = features.shape
-    f = features.reshape(b, c, h * w)
-    f = f.to(torch.bfloat16) if compute_dtype == torch.bfloat16 else f.float()
-    return torch.bmm(f, f.transpose(1, 2)).float() / (c * h * w)
+    compute_dtype = torch.bfloat16 if compute_dtype == torch.bfloat16 else torch.float32
+    return _Gram.apply(features, compute_dtype, float(denominator or c * h * w))
 
 
 def relative_mse(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -44,6 +94,22 @@ def relative_mse(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Relative squared error ``[B]`` between ``[B, C, H, W]`` features and the content's."""
     return relative_mse(features, target)
+
+
+def content_share(part: torch.Tensor, target: torch.Tensor, count: int,
+                  energy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Part of ``content_loss`` from some positions of a map, and its gradient there.
+
+    ``part`` and ``target`` are the same positions ``[B, C, h', w']`` of the features and of the
+    content's; ``count`` is the number of values ``C*h*w`` of one image's whole map and ``energy``
+    ``[B]`` the mean of its squared target. The shares of all positions add up to the whole map's
+    ``content_loss`` (a relative squared error is a sum over positions); the gradient is returned
+    rather than left to autograd so that a tiled evaluation can lay it into a tile of any layout.
+    """
+    diff = part.float() - target.float()
+    scale = 1.0 / (count * energy)
+    share = diff.pow(2).flatten(1).sum(1) * scale
+    return share, 2 * diff * scale.view(-1, 1, 1, 1)
 
 
 def style_loss(

@@ -2,7 +2,11 @@
 
 ``Stylizer`` is built once per job (network, style Gram matrices) and then stylizes any number of
 images or frames. A coarse-to-fine schedule spends most evaluations at low resolution, where they
-are cheap, and refines at full size.
+are cheap and where the large structures of the style form, and refines at the finer levels up to
+the output's size with fewer evaluations each. Each evaluation is pipeline/engine/evaluate.py's,
+whole or tile by tile as the memory allows (pipeline/engine/memory.py); when one runs out of memory
+anyway, the stylizer retries it with smaller tiles; a batch that does not fit even then raises
+DeviceMemoryError, and the folder job stylizes its images one at a time (pipeline/jobs/folder.py).
 """
 
 from __future__ import annotations
@@ -14,28 +18,35 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.config import CONTENT_LAYER, STYLE_LAYERS, EngineConfig, StyleConfig, StyleImage
+from pipeline.engine import memory
 from pipeline.engine.color import preserve_colors
-from pipeline.engine.device import autocast_dtype, cpu_has_native_bf16, gram_dtype, resolve_device
+from pipeline.engine.device import cpu_has_native_bf16, gram_dtype, network_dtype, resolve_device
+from pipeline.engine.evaluate import Plan, Targets, TemporalTerm, Weights, evaluate, feature_statistics
 from pipeline.engine.features import VGGFeatures, build_features
-from pipeline.engine.losses import content_loss, gram, style_loss, temporal_loss, tv_loss
+from pipeline.engine.losses import content_loss, style_loss, tv_loss
 from pipeline.engine.style import StyleTarget
 from pipeline.errors import DeviceMemoryError, InputError
 from pipeline.media.images import fit_long_side, load_rgb, resize
 
+__all__ = ["ProgressCallback", "Stylizer", "StylizeResult", "TemporalTerm", "scale_schedule"]
+
 # Called after every network evaluation: (evaluations done, evaluations planned, loss tensor).
 # The loss is a tensor so that a caller who does not look at it costs no device synchronisation.
 ProgressCallback = Callable[[int, int, torch.Tensor], None]
+NoticeCallback = Callable[[str], None]
 
 MIN_COARSE_SIDE = 64  # coarser levels than this carry too little structure to help
-
-
-@dataclass
-class TemporalTerm:
-    """The previous stylized frame warped into this one, and where that warp can be trusted."""
-
-    warped: torch.Tensor  # [B, 3, H, W] in [0, 1]
-    mask: torch.Tensor  # [B, 1, H, W] in [0, 1]
-    weight: float
+# The long side up to which the coarse levels form the picture (the default --size): finer levels
+# only refine it, with fewer evaluations each (StyleConfig.refine_iterations).
+BASE_SIDE = 512
+MIN_REFINE = 10  # evaluations at a refining level: L-BFGS needs a few to build its curvature estimate
+# L-BFGS keeps 2 vectors of the image's size per remembered step: at 12 MP that is 290 MB a step,
+# so the history shrinks with the image (pipeline/engine/memory.py's budget), never below this.
+MIN_HISTORY, MAX_HISTORY = 5, 50
+# Every layer is channels_last: measured faster than NCHW or equal on every CPU path here (AMX bf16,
+# AVX512-BF16 bf16, AVX-512 fp32) once the Gram products read that layout as it is, and the layout
+# cuDNN prefers (docs/performance.md).
+CHANNELS_LAST = True
 
 
 @dataclass
@@ -45,32 +56,46 @@ class StylizeResult:
     evaluations: int
 
 
-def scale_schedule(height: int, width: int, scales: int, iterations: int) -> list[tuple[tuple[int, int], int]]:
+def scale_schedule(height: int, width: int, scales: int, iterations: int,
+                   refine_iterations: int = 0) -> list[tuple[tuple[int, int], int]]:
     """Sizes from coarse to fine, each half the next, with evaluations per size.
 
-    Each coarser level gets twice the evaluations of the next finer one (4/7, 2/7, 1/7 for three
-    levels): at a quarter of the pixels they cost a quarter as much, and that is where the large
-    structures of the style form. Levels whose short side would fall under ``MIN_COARSE_SIDE``
-    are dropped.
+    ``scales`` coarse levels end at the largest level whose long side is at most ``BASE_SIDE`` (the
+    output itself when it is that small) and share ``iterations``: each coarser level gets twice the
+    evaluations of the next finer one (4/7, 2/7, 1/7 for three levels). At a quarter of the pixels
+    they cost a quarter as much, and that is where the large structures of the style form. Levels
+    whose short side would fall under ``MIN_COARSE_SIDE`` are dropped. Above them, each level up to
+    the output's size refines: ``refine_iterations`` at the first, half as many at each next one (at
+    least ``MIN_REFINE``), so a 12 MP output costs a few evaluations at full size, not hundreds.
+    ``scales=1`` is a single level: all ``iterations`` at the output's size.
     """
     long_side = max(height, width)
+    if scales <= 1:
+        return [((height, width), iterations)]
+    top = 0  # the finest coarse level: long_side / 2**top
+    while long_side / 2**top > BASE_SIDE:
+        top += 1
     sizes = []
-    for level in range(scales - 1, -1, -1):
-        side = round(long_side / 2**level)
-        size = fit_long_side(height, width, side)
-        if level == 0 or min(size) >= MIN_COARSE_SIDE:
+    for level in range(top + scales - 1, top - 1, -1):
+        size = fit_long_side(height, width, round(long_side / 2**level)) if level else (height, width)
+        if level == top or min(size) >= MIN_COARSE_SIDE:
             sizes.append(size)
     shares = [2 ** (len(sizes) - 1 - i) for i in range(len(sizes))]
     counts = [max(1, iterations * s // sum(shares)) for s in shares]
-    counts[-1] += iterations - sum(counts)  # rounding goes to the finest level
-    if counts[-1] < 1:  # fewer evaluations than levels: keep only the finest
-        return [((height, width), iterations)]
-    return list(zip(sizes, counts))
+    counts[-1] += iterations - sum(counts)  # rounding goes to the finest coarse level
+    if counts[-1] < 1:  # fewer evaluations than levels: keep only the finest coarse level
+        sizes, counts = sizes[-1:], [iterations]
+    schedule = list(zip(sizes, counts))
+    for step, level in enumerate(range(top - 1, -1, -1)):
+        size = fit_long_side(height, width, round(long_side / 2**level)) if level else (height, width)
+        schedule.append((size, max(MIN_REFINE, refine_iterations >> step)))
+    return schedule
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
     # CUDA raises torch.OutOfMemoryError; the CPU allocator a RuntimeError with this wording.
-    return isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in str(exc)
+    text = str(exc)
+    return isinstance(exc, torch.OutOfMemoryError) or "can't allocate memory" in text or "bad_alloc" in text
 
 
 class Stylizer:
@@ -89,13 +114,15 @@ class Stylizer:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed shapes per job: let cuDNN pick its kernels
         cpu_bf16 = self.device.type == "cpu" and cpu_has_native_bf16()
-        self.dtype = autocast_dtype(engine.precision, self.device.type, cpu_bf16)
+        self.dtype = network_dtype(engine.precision, self.device.type, cpu_bf16)
         self.gram_dtype = gram_dtype(self.dtype, self.device.type, cpu_bf16)
         if features is None:
             features = build_features((*STYLE_LAYERS, CONTENT_LAYER), engine.weights, config.pooling)
-        self.features = features.to(self.device)
-        if self.device.type == "cuda":
-            self.features = self.features.to(memory_format=torch.channels_last)
+        self.features = features.variant(self.device, self.dtype, CHANNELS_LAST)
+        self.weights = Weights(config.content_weight, config.style_weight, config.tv_weight,
+                               tuple(config.style_layer_weights))
+        self.memory_cap: float | None = None  # bytes, lowered when an evaluation ran out of memory
+        self._told_tiles = False
         images, weights = [], []
         for item in styles:
             if isinstance(item, StyleImage):
@@ -104,13 +131,77 @@ class Stylizer:
             else:
                 images.append(item[0])
                 weights.append(item[1])
-        self.style = StyleTarget(self.features, images, weights, config.style_scale, self.dtype)
+        self.style = StyleTarget(self.features, images, weights, config.style_scale, plan_for=self.plan)
 
-    def _features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    # ------------------------------------------------------------------ memory
+
+    def budget(self, batch: int) -> float:
+        """Bytes an evaluation may use: ``--tile N``'s tile, or a share of the memory free now (``auto``,
+        ``off``), never more than what ran out of memory before."""
+        tile = self.engine.tile
+        if isinstance(tile, int):
+            budget = memory.tile_budget(self.features, batch, tile)
+        else:
+            budget = memory.AUTO_SHARE * memory.available_bytes(self.device)
+        return budget if self.memory_cap is None else min(budget, self.memory_cap)
+
+    def plan(self, batch: int, height: int, width: int) -> Plan | None:
+        """How to tile an evaluation of ``batch`` images of ``height x width`` (None: untiled)."""
+        tile = self.engine.tile
+        if tile == "off" and self.memory_cap is None:
+            return None
+        if isinstance(tile, int) and self.memory_cap is None:  # --tile N: the first stage's tiles as asked
+            return memory.choose_plan(self.features, batch, height, width, self.budget(batch),
+                                      min(tile, memory.MIN_TILE), first_tile=tile)
+        return memory.choose_plan(self.features, batch, height, width, self.budget(batch))
+
+    def _history(self, x: torch.Tensor) -> int:
+        """L-BFGS steps to remember: as many as half the evaluation's budget holds, within the bounds."""
+        pair = 2 * x.numel() * x.element_size()
+        return max(MIN_HISTORY, min(MAX_HISTORY, int(self.budget(x.shape[0]) / 2 // pair)))
+
+    def _retry_smaller(self, plan: Plan | None, batch: int, height: int, width: int,
+                       on_notice: NoticeCallback | None) -> Plan:
+        """After an evaluation ran out of memory: the next smaller plan, said once per stylizer."""
         if self.device.type == "cuda":
-            image = image.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
-            return self.features(image)
+            torch.cuda.empty_cache()
+        smaller = memory.smaller(self.features, batch, height, width, plan)
+        if smaller is None:
+            raise self._out_of_memory(batch, height, width)
+        self.memory_cap = memory.plan_bytes(self.features, batch, height, width, smaller)
+        if on_notice is not None and not self._told_tiles:
+            on_notice(f"out of memory evaluating {width}x{height} px; continuing in smaller tiles "
+                      f"({smaller[0] * self.features.stages()[0].scale} px)")
+        self._told_tiles = True
+        return smaller
+
+    def _out_of_memory(self, batch: int, height: int, width: int) -> DeviceMemoryError:
+        """A clear error for images too large for the device even in the smallest tiles."""
+        where = str(self.device)
+        if self.device.type == "cuda":
+            total = torch.cuda.get_device_properties(self.device).total_memory / 2**30
+            where = f"{torch.cuda.get_device_name(self.device)} ({total:.0f} GiB)"
+            torch.cuda.empty_cache()  # give the memory back before the caller carries on or exits
+        smaller = max(16, int(max(height, width) * 0.7) // 16 * 16)
+        images = f"{batch} images of " if batch > 1 else ""
+        return DeviceMemoryError(
+            f"out of memory: stylizing {images}{width}x{height} px does not fit in the memory of {where} even in "
+            f"{memory.MIN_TILE} px tiles; use a smaller --size (e.g. --size {smaller})"
+        )
+
+    def _fitting(self, compute: Callable[[Plan | None], object], batch: int, height: int, width: int,
+                 on_notice: NoticeCallback | None):
+        """``compute(plan)`` with the plan for this size, retried with smaller plans while it runs out of memory."""
+        plan = self.plan(batch, height, width)
+        while True:
+            try:
+                return compute(plan)
+            except (torch.OutOfMemoryError, RuntimeError) as exc:
+                if not _is_out_of_memory(exc):
+                    raise
+                plan = self._retry_smaller(plan, batch, height, width, on_notice)
+
+    # ------------------------------------------------------------------ stylize
 
     def stylize(
         self,
@@ -121,52 +212,36 @@ class Stylizer:
         iterations: int | None = None,
         scales: int | None = None,
         on_progress: ProgressCallback | None = None,
+        on_notice: NoticeCallback | None = None,
     ) -> StylizeResult:
-        """Stylize ``content`` ``[B, 3, H, W]`` (RGB in [0, 1], already at the working size).
+        """Stylize ``content`` ``[B, 3, H, W]`` (RGB in [0, 1], already at the output's size).
 
         ``init`` (same shape) overrides the configured initialisation, e.g. the previous frame.
+        ``on_notice`` hears, once, that the stylizer went on in smaller tiles after running out of memory.
         """
-        cfg = self.config
-        iterations = cfg.iterations if iterations is None else iterations
-        scales = cfg.scales if scales is None else scales
         height, width = content.shape[-2:]
         if min(height, width) < self.features.min_size:
             raise InputError(
                 f"image of {width}x{height} px is too small: at least {self.features.min_size} px "
                 "on each side is needed"
             )
-        try:
-            content = content.to(self.device, non_blocking=True)
-            schedule = scale_schedule(height, width, scales, iterations)
-            x = self._initial(content, init, schedule[0][0])
-            done, losses = 0, {}
-            for size, count in schedule:
-                x = resize(x.detach(), size) if tuple(x.shape[-2:]) != size else x.detach()
-                x, losses = self._optimize_at(x, resize(content, size), temporal, count, done, iterations,
-                                              on_progress)
-                done += count
-        except (torch.OutOfMemoryError, RuntimeError) as exc:
-            if not _is_out_of_memory(exc):
-                raise
-            raise self._out_of_memory(content.shape[0], height, width) from None
+        cfg = self.config
+        iterations = cfg.iterations if iterations is None else iterations
+        scales = cfg.scales if scales is None else scales
+        content = content.to(self.device, non_blocking=True)
+        schedule = scale_schedule(height, width, scales, iterations, cfg.refine_iterations)
+        total = sum(count for _, count in schedule)
+        x = self._initial(content, init, schedule[0][0])
+        done, losses = 0, {}
+        for size, count in schedule:
+            x = resize(x.detach(), size) if tuple(x.shape[-2:]) != size else x.detach()
+            x, losses = self._optimize_at(x, resize(content, size), temporal, count, done, total, on_progress,
+                                          on_notice)
+            done += count
         image = x.detach().clamp(0, 1)
         if cfg.preserve_colors:
             image = preserve_colors(image, content)
         return StylizeResult(image, {k: float(v) for k, v in losses.items()}, done)
-
-    def _out_of_memory(self, batch: int, height: int, width: int) -> DeviceMemoryError:
-        """A clear error for a frame too large for the device: the user can fix it with --size."""
-        where = str(self.device)
-        if self.device.type == "cuda":
-            total = torch.cuda.get_device_properties(self.device).total_memory / 2**30
-            where = f"{torch.cuda.get_device_name(self.device)} ({total:.0f} GiB)"
-            torch.cuda.empty_cache()  # give the memory back before the caller carries on or exits
-        smaller = max(16, int(max(height, width) * 0.7) // 16 * 16)
-        images = f"{batch} images of " if batch > 1 else ""
-        return DeviceMemoryError(
-            f"out of memory: stylizing {images}{width}x{height} px does not fit in the memory of {where}; "
-            f"use a smaller --size (e.g. --size {smaller})"
-        )
 
     def _initial(self, content: torch.Tensor, init: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
         if init is not None:
@@ -182,15 +257,13 @@ class Stylizer:
         image = load_rgb(mode).expand(content.shape[0], -1, -1, -1)
         return resize(image, size).to(self.device)
 
-    def _terms(self, x: torch.Tensor, content_target: torch.Tensor, style_targets: list[torch.Tensor]):
-        """The unweighted loss terms ``[B]`` of images ``x``: content, style, total variation."""
-        feats = self._features(x)
-        return {
-            "content": content_loss(feats[CONTENT_LAYER], content_target),
-            "style": style_loss([gram(feats[n], self.gram_dtype) for n in STYLE_LAYERS], style_targets,
-                                self.config.style_layer_weights),
-            "tv": tv_loss(x),
-        }
+    def _content_target(self, content: torch.Tensor, on_notice: NoticeCallback | None) -> torch.Tensor:
+        batch, (height, width) = content.shape[0], content.shape[-2:]
+
+        def compute(plan):
+            return feature_statistics(self.features, content, self.gram_dtype, plan, keep=(CONTENT_LAYER,))[1]
+
+        return self._fitting(compute, batch, height, width, on_notice)[CONTENT_LAYER].detach()
 
     @torch.no_grad()
     def measure(self, image: torch.Tensor, content: torch.Tensor) -> dict[str, list[float]]:
@@ -200,48 +273,64 @@ class Stylizer:
         different ways (other inits, a temporal term, a resumed run) can be compared on one scale.
         """
         image, content = image.to(self.device), content.to(self.device)
-        style_targets = self.style.grams(max(image.shape[-2:]))
-        terms = self._terms(image, self._features(content)[CONTENT_LAYER], style_targets)
+        batch, (height, width) = image.shape[0], image.shape[-2:]
+        style_targets = self.style.grams(max(height, width))
+        target = self._content_target(content, None)
+
+        def compute(plan):
+            return feature_statistics(self.features, image, self.gram_dtype, plan, keep=(CONTENT_LAYER,))
+
+        grams, maps = self._fitting(compute, batch, height, width, None)
+        terms = {
+            "content": content_loss(maps[CONTENT_LAYER], target),
+            "style": style_loss(grams, style_targets, self.weights.layers),
+            "tv": tv_loss(image),
+        }
         return {name: value.float().cpu().tolist() for name, value in terms.items()}
 
-    def _optimize_at(self, x, content, temporal, count, done, total, on_progress):
+    def _optimize_at(self, x, content, temporal, count, done, total, on_progress, on_notice):
         cfg = self.config
-        long_side = max(content.shape[-2:])
-        style_targets = self.style.grams(long_side)
-        with torch.no_grad():
-            content_target = self._features(content)[CONTENT_LAYER].detach()
-        warped = mask = None
+        batch, (height, width) = content.shape[0], content.shape[-2:]
+        targets = Targets(self._content_target(content, on_notice), self.style.grams(max(height, width)))
+        term = None
         if temporal is not None and temporal.weight > 0:
-            warped = resize(temporal.warped.to(self.device), tuple(content.shape[-2:]))
-            mask = F.interpolate(temporal.mask.to(self.device), size=tuple(content.shape[-2:]), mode="bilinear",
+            warped = resize(temporal.warped.to(self.device), (height, width))
+            mask = F.interpolate(temporal.mask.to(self.device), size=(height, width), mode="bilinear",
                                  align_corners=False)
+            term = TemporalTerm(warped, mask, temporal.weight)
         x = x.clone(memory_format=torch.contiguous_format).requires_grad_(True)
+        plan = self.plan(batch, height, width)
         evaluations = 0
         last: dict[str, torch.Tensor] = {}
 
         def closure() -> torch.Tensor:
-            nonlocal evaluations
-            optimizer.zero_grad(set_to_none=True)
-            terms = self._terms(x, content_target, style_targets)
+            nonlocal evaluations, plan
+            while True:
+                optimizer.zero_grad(set_to_none=True)
+                try:
+                    terms = evaluate(self.features, x, targets, self.weights, self.gram_dtype, plan, term)
+                    break
+                except (torch.OutOfMemoryError, RuntimeError) as exc:
+                    if not _is_out_of_memory(exc):
+                        raise
+                    plan = self._retry_smaller(plan, batch, height, width, on_notice)
             loss = (cfg.content_weight * terms["content"] + cfg.style_weight * terms["style"]
                     + cfg.tv_weight * terms["tv"])
-            if warped is not None:
-                terms["temporal"] = temporal_loss(x, warped, mask)
-                loss = loss + temporal.weight * terms["temporal"]
+            if term is not None:
+                loss = loss + term.weight * terms["temporal"]
             loss = loss.sum()  # independent images: the sum keeps their gradients independent
-            loss.backward()
             evaluations += 1
             last.clear()
-            last.update({k: v.detach().sum() for k, v in terms.items()}, total=loss.detach())
+            last.update({k: v.sum() for k, v in terms.items()}, total=loss)
             if on_progress is not None:
-                on_progress(done + evaluations, total, loss.detach())
+                on_progress(done + evaluations, total, loss)
             return loss
 
         if cfg.optimizer == "lbfgs":
             # One step() runs the whole budget; tolerances of 0 make it spend exactly `count`
             # evaluations, so "iterations" means the same for every optimiser and schedule.
             optimizer = torch.optim.LBFGS([x], lr=1.0, max_iter=count, max_eval=count, tolerance_grad=0.0,
-                                          tolerance_change=0.0, history_size=50)
+                                          tolerance_change=0.0, history_size=self._history(x))
             optimizer.step(closure)
         else:
             optimizer = torch.optim.Adam([x], lr=cfg.learning_rate)

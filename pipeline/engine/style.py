@@ -7,13 +7,12 @@ to 1), so a blend with weights (1, 0) is exactly the first style alone.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
-from pipeline.config import STYLE_LAYERS
+from pipeline.engine.evaluate import Plan, feature_statistics
 from pipeline.engine.features import VGGFeatures
-from pipeline.engine.losses import gram
 from pipeline.media.images import resize_long_side
 
 
@@ -26,7 +25,7 @@ class StyleTarget:
         images: Sequence[torch.Tensor],
         weights: Sequence[float],
         style_scale: float = 1.0,
-        autocast_dtype: torch.dtype | None = None,
+        plan_for: Callable[[int, int, int], Plan | None] = lambda _b, _h, _w: None,
     ):
         if not images:
             raise ValueError("at least one style image is needed")
@@ -39,7 +38,7 @@ class StyleTarget:
         self.images = [img.cpu() for img in images]  # full-size originals, resized per scale
         self.weights = [w / total for w in weights]
         self.style_scale = style_scale
-        self.autocast_dtype = autocast_dtype
+        self.plan_for = plan_for  # (batch, height, width) -> how to tile a style image that large
         self._cache: dict[int, list[torch.Tensor]] = {}
         self.computations = 0  # how many times Gram matrices were computed (tests check "once")
 
@@ -52,7 +51,7 @@ class StyleTarget:
 
     def _compute(self, output_long_side: int) -> list[torch.Tensor]:
         self.computations += 1
-        device = next(self.features.parameters()).device
+        device = self.features.device
         long_side = round(output_long_side * self.style_scale)
         blended = None
         for image, weight in zip(self.images, self.weights):
@@ -62,9 +61,8 @@ class StyleTarget:
             # A long, thin painting must still fit the pooling stack on its short side.
             side = max(long_side, math.ceil(self.features.min_size * max(h, w) / min(h, w)))
             x = resize_long_side(image, side).to(device)
-            with torch.autocast(device.type, dtype=self.autocast_dtype or torch.float32,
-                                enabled=self.autocast_dtype is not None):
-                feats = self.features(x)
-            grams = [weight * gram(feats[name]) for name in STYLE_LAYERS]
+            # fp32 products: the targets are computed once, their precision is worth the time.
+            grams, _ = feature_statistics(self.features, x, torch.float32, self.plan_for(1, *x.shape[-2:]))
+            grams = [weight * g for g in grams]
             blended = grams if blended is None else [a + b for a, b in zip(blended, grams)]
         return blended

@@ -1,22 +1,16 @@
-"""Jobs: sources -> stylizer -> sinks, reporting through events.
-
-This module holds what every job shares (building the stylizer from a plain config, the options
-fingerprint that guards resumed work) and the single-image job. The folder and video jobs live in
-``folder.py`` and ``video.py``.
-"""
+"""What every job shares: the style images' check, building the Stylizer from a plain config (in this
+process or in a worker), the options fingerprint that guards resumed work, the output check."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import JobConfig
-from pipeline.errors import InputError, OutputExistsError
-from pipeline.events import EventCallback, ItemDone, ItemStarted, Iteration, JobFinished, JobStarted, ignore
-from pipeline.jobs.write_errors import output_write_error, refused_write
+from pipeline.errors import InputError, OutputExistsError, setting
 
 # A style image smaller than this on its short side holds too little texture to take a style from
 # (it would be blown up many times over to the working size); such a file is almost always a
@@ -32,7 +26,7 @@ def check_styles(job: JobConfig) -> None:
     for style in job.styles:
         path = Path(style.path)
         if path.is_dir():
-            raise InputError(f"{path}: the style is a folder; give one image file (more with --add-style)")
+            raise InputError(f"{path}: the style is a folder; give one image file (more with {setting('add_style')})")
         if not path.exists():
             raise InputError(f"{path}: style image not found")
         try:
@@ -53,6 +47,21 @@ def build_stylizer(job: JobConfig):
         if not Path(style.path).is_file():
             raise InputError(f"{style.path}: style image not found")
     return Stylizer(job.styles, job.style, job.engine)
+
+
+@dataclass(frozen=True)
+class StylizerSetup:
+    """How a worker builds the job's Stylizer: picklable, so it travels to Ray workers
+    (pipeline/scale/work.py ``Setup``)."""
+
+    job: JobConfig
+
+    @property
+    def device(self) -> str:
+        return self.job.engine.device  # "cpu" keeps a distributed job from asking for GPUs
+
+    def __call__(self):
+        return build_stylizer(self.job)
 
 
 def file_digest(path: Path) -> str:
@@ -78,57 +87,4 @@ def job_fingerprint(job: JobConfig, **extra) -> dict:
 
 def check_output(path: Path, overwrite: bool) -> None:
     if path.exists() and not overwrite:
-        raise OutputExistsError(f"{path}: already exists (use --overwrite to replace it)")
-
-
-def stylize_image_file(
-    input_path: Path,
-    output_path: Path,
-    job: JobConfig,
-    *,
-    overwrite: bool = False,
-    quality: int = 95,
-    on_event: EventCallback = ignore,
-    stylizer=None,
-) -> dict:
-    """Stylize one image file into ``output_path`` (atomically). Returns the job summary."""
-    from pipeline.media.images import fit_long_side, load_image, resize, save_format_for, save_image
-
-    input_path, output_path = Path(input_path), Path(output_path)
-    check_styles(job)
-    # The input is read before the output is judged: a mistyped input name is a likelier mistake
-    # than the output's type.
-    image = load_image(input_path)
-    check_output(output_path, overwrite)
-    if output_path.resolve() == input_path.resolve():
-        raise OutputExistsError(f"{output_path}: output would replace the input")
-    fmt = save_format_for(output_path)
-    stylizer = stylizer or build_stylizer(job)
-    size = fit_long_side(image.rgb.shape[-2], image.rgb.shape[-1], job.style.size)
-    content = resize(image.rgb, size)
-
-    start = time.perf_counter()
-    on_event(JobStarted("image", job.style.iterations, "it", input_path.name))
-    on_event(ItemStarted(input_path.name, job.style.iterations))
-    result = stylizer.stylize(content, on_progress=lambda d, t, loss: on_event(Iteration(d, t, loss)))
-    alpha = image.alpha
-    try:
-        save_image(result.image.cpu(), output_path, alpha=alpha, info=image.info, quality=quality, fmt=fmt)
-    except OSError as exc:
-        if (code := refused_write(exc, output_path.parent)) is None:
-            raise
-        raise output_write_error(code, output_path.parent, f"{output_path.name} was not written") from exc
-    seconds = time.perf_counter() - start
-    on_event(ItemDone(input_path.name, output_path, seconds, result.losses))
-    summary = {
-        "output": str(output_path),
-        "width": size[1],
-        "height": size[0],
-        "iterations": result.evaluations,
-        "seconds": seconds,
-        "seconds_per_iteration": seconds / max(1, result.evaluations),
-        "device": str(stylizer.device),
-        "losses": result.losses,
-    }
-    on_event(JobFinished(summary))
-    return summary
+        raise OutputExistsError(f"{path}: already exists (use {setting('overwrite')} to replace it)")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.config import FolderConfig
-from pipeline.errors import ConfigError, InputError, OutputExistsError
+from pipeline.errors import ConfigError, InputError, OutputExistsError, setting
 from pipeline.events import EventCallback, Notice, ignore
 
 MANIFEST_NAME = ".stylize-manifest.json"
@@ -190,20 +190,21 @@ def finished_outputs(plan: FolderPlan, fingerprint: dict, overwrite: bool, *, dr
         if other_input is not None:
             # Same names from another folder are other photos: skipping them as "done" would be wrong.
             raise OptionsChangedError(f"{plan.output_dir}: holds results made from another input folder "
-                                      f"({other_input}); use a new output folder, or --overwrite to replace them")
+                                      f"({other_input}); use a new output folder, or {setting('overwrite')} to "
+                                      "replace them")
         if manifest is not None and not same:
             changed = ", ".join(_changed_options(manifest.get("fingerprint"), fingerprint))
             raise OptionsChangedError(f"{plan.output_dir}: holds results made with other options (changed: "
-                                      f"{changed}); use --overwrite to redo them, or a new output folder")
+                                      f"{changed}); use {setting('overwrite')} to redo them, or a new output folder")
         if manifest is None and existing:
             raise OptionsChangedError(f"{plan.output_dir}: already holds {len(existing)} files under the names "
                                       f"this job writes (e.g. {existing[0].output.name}) but no {MANIFEST_NAME}; "
-                                      "use --overwrite to replace them, or a new output folder")
+                                      f"use {setting('overwrite')} to replace them, or a new output folder")
         return {item.rel for item in existing}
     if existing and not same and not dry_run:
         for item in existing:
             item.output.unlink(missing_ok=True)
-        on_event(Notice(f"removed {len(existing)} outputs made with other options (--overwrite)"))
+        on_event(Notice(f"removed {len(existing)} outputs made with other options ({setting('overwrite')})"))
     return set()
 
 

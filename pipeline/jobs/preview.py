@@ -31,7 +31,7 @@ from pipeline.config import (
     StyleConfig,
     VideoConfig,
 )
-from pipeline.errors import ConfigError, InputError, OutputExistsError
+from pipeline.errors import ConfigError, InputError, OutputExistsError, setting
 from pipeline.events import (
     EventCallback,
     ItemDone,
@@ -43,6 +43,7 @@ from pipeline.events import (
     PreviewPlanned,
     ignore,
 )
+from pipeline.results import PreviewSummary
 
 SHEET_KEY = "stylize-preview"  # PNG text chunk holding the tiles and their commands (JSON)
 TEXT_HEADER = "# stylize preview sheet"  # first line of the .txt beside the sheet
@@ -140,21 +141,23 @@ def check_sheet_path(sheet: Path, input_path: Path, output: Path, output_is_fold
     job reads or writes; an earlier preview's sheet is replaced, anything else needs --overwrite."""
     sheet = Path(sheet)
     if sheet.suffix.lower() != ".png":
-        raise ConfigError(f"{sheet}: a preview sheet is a PNG file; give --preview-sheet a name ending in .png")
+        raise ConfigError(f"{sheet}: a preview sheet is a PNG file; give {setting('preview_sheet')} a name ending "
+                          "in .png")
     target = sheet.resolve()
     for other, what in [(input_path, "the input"), (output, "the output"), *((s, "a style image") for s in styles)]:
         if target == Path(other).resolve():
-            raise ConfigError(f"{sheet}: the preview sheet would replace {what}; choose another --preview-sheet")
+            raise ConfigError(f"{sheet}: the preview sheet would replace {what}; choose another "
+                              f"{setting('preview_sheet')}")
     folders = [(input_path, "input")] if Path(input_path).is_dir() else []
     folders += [(output, "output")] if output_is_folder else []
     for folder, what in folders:
         if target.is_relative_to(Path(folder).resolve()):
             raise ConfigError(f"{sheet}: the preview sheet must not go inside the {what} folder {folder}; "
-                              "choose another --preview-sheet")
+                              f"choose another {setting('preview_sheet')}")
     for path in (sheet, text_path(sheet)):
         if path.exists() and not overwrite and not _is_ours(path):
             raise OutputExistsError(f"{path}: already exists and is not a preview sheet "
-                                    "(use --overwrite to replace it)")
+                                    f"(use {setting('overwrite')} to replace it)")
 
 
 # ------------------------------------------------------------------------------------------ samples
@@ -242,7 +245,7 @@ def _title(input_path: Path, job: JobConfig, tiles: int, preview: PreviewConfig)
 
 def make_sheet(samples: Sequence[Sample], job: JobConfig, preview: PreviewConfig, grid: Sequence[TileSettings],
                columns: int, sheet: Path, *, title: str = "", command_for: Callable[[TileSettings], str] | None = None,
-               on_event: EventCallback = ignore) -> dict:
+               on_event: EventCallback = ignore) -> PreviewSummary:
     """Stylize every sample at every setting of ``grid``, compose the sheet, write it and its .txt."""
     from pipeline.engine.features import build_features
     from pipeline.engine.optimize import Stylizer
@@ -290,13 +293,12 @@ def make_sheet(samples: Sequence[Sample], job: JobConfig, preview: PreviewConfig
     commands = _commands_text(sheet, records)
     save_sheet(image, sheet, {SHEET_KEY: json.dumps({"tiles": records}), "Description": commands})
     atomic_write(text_path(sheet), lambda tmp: tmp.write_text(commands, encoding="utf-8"))
-    return {"sheet": str(sheet), "commands": str(text_path(sheet)), "tiles": records, "columns": columns,
-            "width": image.width, "height": image.height, "size": preview.size, "iterations": preview.iterations,
-            "seconds": time.perf_counter() - start, "device": device}
+    return PreviewSummary(str(sheet), str(text_path(sheet)), records, columns, image.width, image.height,
+                          preview.size, preview.iterations, device, seconds=time.perf_counter() - start)
 
 
 def _grid_sheet(input_path: Path, samples: Sequence[Sample], job: JobConfig, preview: PreviewConfig, sheet: Path,
-                command_for: Callable[[TileSettings], str] | None, on_event: EventCallback) -> dict:
+                command_for: Callable[[TileSettings], str] | None, on_event: EventCallback) -> PreviewSummary:
     """The settings grid over ``samples``: announced (with its time estimate), stylized and laid out."""
     grid, columns = settings_grid(job.style, len(job.styles), preview, one_sample=len(samples) == 1)
     total = len(samples) * len(grid)
@@ -306,9 +308,10 @@ def _grid_sheet(input_path: Path, samples: Sequence[Sample], job: JobConfig, pre
                       command_for=command_for, on_event=on_event)
 
 
-def _finish(summary: dict, skipped: list[tuple[str, str]], started: float, on_event: EventCallback) -> dict:
-    summary["skipped"] = [{"input": rel, "error": why} for rel, why in skipped]
-    summary["seconds"] = time.perf_counter() - started  # sampling and set-up included: what the user waits
+def _finish(summary: PreviewSummary, skipped: list[tuple[str, str]], started: float,
+            on_event: EventCallback) -> PreviewSummary:
+    summary.skipped = [{"input": rel, "error": why} for rel, why in skipped]
+    summary.seconds = time.perf_counter() - started  # sampling and set-up included: what the user waits
     on_event(JobFinished(summary))
     return summary
 
@@ -316,7 +319,7 @@ def _finish(summary: dict, skipped: list[tuple[str, str]], started: float, on_ev
 def preview_images(input_path: Path, output: Path, job: JobConfig, preview: PreviewConfig = PreviewConfig(), *,
                    folder: FolderConfig = FolderConfig(), sheet: Path | None = None, overwrite: bool = False,
                    command_for: Callable[[TileSettings], str] | None = None,
-                   on_event: EventCallback = ignore) -> dict:
+                   on_event: EventCallback = ignore) -> PreviewSummary:
     """The preview of ``stylize-images INPUT STYLE OUTPUT``: INPUT an image file or a folder."""
     from pipeline.jobs.folder_plan import plan_folder
 
@@ -341,7 +344,7 @@ def preview_images(input_path: Path, output: Path, job: JobConfig, preview: Prev
 def preview_video(input_path: Path, output: Path, job: JobConfig, preview: PreviewConfig = PreviewConfig(), *,
                   video: VideoConfig = VideoConfig(), sheet: Path | None = None, overwrite: bool = False,
                   command_for: Callable[[TileSettings], str] | None = None,
-                  on_event: EventCallback = ignore) -> dict:
+                  on_event: EventCallback = ignore) -> PreviewSummary:
     """The preview of ``stylize-video INPUT STYLE OUTPUT``: frames spread over the chosen range
     (--start, --duration, --max-frames), each stylized from its own content (no temporal chain)."""
     from pipeline.jobs.video import is_frame_folder

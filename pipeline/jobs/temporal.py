@@ -72,8 +72,9 @@ class TemporalGuide:
 
     @property
     def needs_flow(self) -> bool:
-        # "frame" treats every frame on its own; the other modes use the flow at least to see cuts.
-        return self.config.init != "frame"
+        # "frame" treats every frame on its own and "previous" takes the previous result as it is: the
+        # cheap modes compute no flow at all (so they see no scene cuts either); "warped" needs it.
+        return self.config.init == "warped"
 
     def annotate(self, previous_rgb: np.ndarray | None, current_rgb: np.ndarray) -> PairFlow | None:
         """Flow from the previous INPUT frame to this one (uint8 RGB at the working size), or None.
@@ -142,9 +143,8 @@ class TemporalGuide:
             temporal = TemporalTerm(start, as_tensor(confidence), self.config.weight)
         return FramePlan(start, temporal, False, scales=1)
 
-    # The video job's two hooks, for items with ``.content`` (uint8 RGB at the working size) and an
-    # ``.extra`` dict (pipeline.jobs.video.FrameItem): pass ``annotate=guide.annotate_item`` and
-    # ``frame_init=guide.frame_init``.
+    # The video job's two hooks (pipeline/jobs/video_work.py), for items with ``.index``, ``.content``
+    # (uint8 RGB at the working size) and an ``.extra`` dict (video_work.FrameItem).
 
     def annotate_item(self, previous_item, item) -> None:
         """Reader-thread hook: store the flow from the previous input frame in ``item.extra["flow"]``,

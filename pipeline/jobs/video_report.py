@@ -1,65 +1,93 @@
-"""The video job's stability report: warping error, loss terms and content drift of the frames
-kept in the job folder, measured before the folder goes (``stylize-video --report``)."""
+"""The video job's stability report (``--report``, ``--report-drift``): warping error, loss terms and
+content drift of the output frames, measured from the job folder before it goes.
+
+The parts that need the network run on the job's executor like the frames did (work functions:
+``measure_frames``, ``drift_frames``); the flow-based measures run in the driver.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import TemporalConfig
+from pipeline.events import EventCallback
 from pipeline.jobs import stability
 from pipeline.jobs.stability import StabilityReport
-from pipeline.jobs.video import LONG_TERM_STRIDE, to_work_size
-from pipeline.jobs.video_resume import JobFolder
-from pipeline.media.images import from_uint8, to_uint8
-from pipeline.media.video import VideoInfo, decode_frames
+from pipeline.jobs.video_chunks import Chunk, output_frame
+from pipeline.jobs.video_work import VideoWork
+
+# The report's long-term warping error compares frames this far apart (0.4 s at 25 fps): far enough
+# for an occluded background to reappear, near enough for the flow between them to be reliable.
+LONG_TERM_STRIDE = 10
 
 
-def stability_report(info: VideoInfo, folder: JobFolder, work_size: tuple[int, int], temporal: TemporalConfig,
-                     stylizer) -> StabilityReport:
-    """Warping error (Lai et al.) of the stylized frames as saved, at the working size, with flow and
+def warping_report(work: VideoWork, chunks: list[Chunk]) -> StabilityReport:
+    """Warping error (Lai et al.) of the output frames as saved, at the working size, with flow and
     occlusions from the input frames at the same size: what the optimisation actually produced,
-    before the encoder's resizing and compression. Also each frame's loss terms, measured the same
-    way whatever the init, so a steadier video can be checked for being as stylized."""
+    before the encoder's resizing and compression."""
+    info = work.info
+
     def inputs():  # decoded again for each pass rather than held: a long video does not fit in memory
-        return (to_work_size(frame.rgb, work_size) for frame in decode_frames(info))
+        return work.frames(0, info.frames)
 
     def outputs():
-        return (folder.load(i, (*work_size, 3)) for i in range(info.frames))
+        return (output_frame(work.folder, chunks, i, work.shape) for i in range(info.frames))
 
     names = (str(info.path), "the stylized frames")
-    report = stability.warping_errors(inputs(), outputs(), temporal.flow_preset, names)
+    preset = work.temporal.flow_preset
+    report = stability.warping_errors(inputs(), outputs(), preset, names)
     if info.frames > LONG_TERM_STRIDE:
-        far = stability.warping_errors(inputs(), outputs(), temporal.flow_preset, names, stride=LONG_TERM_STRIDE)
+        far = stability.warping_errors(inputs(), outputs(), preset, names, stride=LONG_TERM_STRIDE)
         report.long_term = {"stride": LONG_TERM_STRIDE, "per_frame": far.per_frame,
                             "warping_error": far.warping_error}
-    per_frame: dict[str, list[float]] = {}
-    for content, styled in zip(inputs(), outputs()):
-        for name, values in stylizer.measure(from_uint8(styled), from_uint8(content)).items():
-            per_frame.setdefault(name, []).extend(values)
-    report.per_frame_losses = per_frame
-    report.losses = {name: float(np.mean(values)) for name, values in per_frame.items()}
     return report
 
 
-def drift_report(info: VideoInfo, folder: JobFolder, work_size: tuple[int, int], stylizer, iterations: int,
-                 scales: int) -> dict:
-    """Content drift of sampled frames: each chained result against the same frame stylized on its
-    own from its content, as the first frame was (same budget, coarse-to-fine). Neighbouring sampled
-    frames also give the measure's floor (stability.drift_summary)."""
-    frames = stability.drift_frames(info.frames)
-    wanted, per_frame, neighbours, previous = set(frames), [], {}, None
-    for index, frame in enumerate(decode_frames(info)):
-        if index not in wanted:
-            continue
-        content = to_work_size(frame.rgb, work_size)
-        alone = to_uint8(stylizer.stylize(from_uint8(content), iterations=iterations, scales=scales).image)
-        per_frame.append(stability.content_drift(folder.load(index, (*work_size, 3)), alone))
-        if previous is not None and previous[0] == index - 1:
-            neighbours[index] = stability.content_drift(previous[1], alone)
-        previous = (index, alone)
-    return stability.drift_summary(frames[:len(per_frame)], per_frame, info.frames, neighbours=neighbours)
+def measure_frames(stylizer, ranges: list[tuple[int, int]], emit: EventCallback, *, work: VideoWork,
+                   chunks: list[Chunk]) -> Iterator[tuple[int, dict[str, float]]]:
+    """Work function: each output frame's loss terms against its input frame, for frames [first, end)
+    of each range. Measured the same way whatever the init, so a steadier video can be checked for
+    being as stylized."""
+    from pipeline.media.images import from_uint8
+
+    for first, end in ranges:
+        for index, content in enumerate(work.frames(first, end), start=first):
+            styled = output_frame(work.folder, chunks, index, work.shape)
+            losses = stylizer.measure(from_uint8(styled), from_uint8(content))
+            yield index, {name: float(values[0]) for name, values in losses.items()}
+
+
+def drift_frames(stylizer, indices: list[int], emit: EventCallback, *,
+                 work: VideoWork) -> Iterator[tuple[int, np.ndarray]]:
+    """Work function: each sampled frame stylized on its own from its content, as a chain's first frame
+    is (same budget, coarse-to-fine): what content drift compares the chained frames with."""
+    from pipeline.media.images import from_uint8, to_uint8
+
+    for index in indices:
+        content = next(work.frames(index, index + 1))
+        result = stylizer.stylize(from_uint8(content), iterations=work.first_iterations, scales=work.scales)
+        yield index, to_uint8(result.image)
+
+
+def drift_report(work: VideoWork, chunks: list[Chunk], alone: dict[int, np.ndarray]) -> dict:
+    """Content drift of the sampled frames (``alone``: index -> that frame stylized on its own) against
+    the output frames; neighbouring sampled frames also give the measure's floor (stability.drift_summary)."""
+    frames = sorted(alone)
+    per_frame = [stability.content_drift(output_frame(work.folder, chunks, i, work.shape), alone[i]) for i in frames]
+    neighbours = {i: stability.content_drift(alone[i - 1], alone[i]) for i in frames if i - 1 in alone}
+    return stability.drift_summary(frames, per_frame, work.info.frames, neighbours=neighbours)
+
+
+def losses_summary(report: StabilityReport, per_frame: dict[int, dict[str, float]]) -> None:
+    """Fill the report's per-frame loss terms (in frame order) and their means."""
+    curves: dict[str, list[float]] = {}
+    for index in sorted(per_frame):
+        for name, value in per_frame[index].items():
+            curves.setdefault(name, []).append(value)
+    report.per_frame_losses = curves
+    report.losses = {name: float(np.mean(values)) for name, values in curves.items()}
 
 
 def write_stability(report: StabilityReport, path: Path) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.errors import ConfigError, InputError
+from pipeline.errors import ConfigError, InputError, setting
 from pipeline.jobs.write_errors import output_write_error, refused_write
 
 
@@ -31,7 +31,7 @@ class JobFolder:
         self.state = self.path / "state.json"
 
     def frame_path(self, index: int, kind: str = "") -> Path:
-        """``kind`` names a second copy of a frame: ".lead" for a chunk's overlap (pipeline/scale/video.py)."""
+        """``kind`` names a second copy of a frame: ".lead" for a chunk's overlap (video_chunks.py)."""
         return self.frames / f"{index:06d}{kind}.png"
 
     def open(self, fingerprint: dict, overwrite: bool) -> int:
@@ -44,7 +44,7 @@ class JobFolder:
                 changed = sorted(k for k in set(saved) | set(fingerprint) if saved.get(k) != fingerprint.get(k))
                 raise ConfigError(
                     f"{self.path}: holds an interrupted job whose {', '.join(changed)} differ from this one: run the "
-                    "same command to resume it, or add --overwrite to discard it and start over"
+                    f"same command to resume it, or add {setting('overwrite')} to discard it and start over"
                 )
             self._clear()
         self.frames.mkdir(parents=True)
@@ -74,7 +74,8 @@ class JobFolder:
         path = self.frame_path(index, kind)
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None or bgr.shape != shape:
-            raise InputError(f"{path}: damaged saved frame; delete {self.path} (or use --overwrite) to start over")
+            raise InputError(f"{path}: damaged saved frame; delete {self.path} (or use {setting('overwrite')}) to "
+                             "start over")
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     def _clear(self) -> None:

@@ -142,6 +142,16 @@ def fit_long_side(height: int, width: int, long_side: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+def resize_frame(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A uint8 ``[H, W, 3]`` video frame at (height, width) (area averaging: frames only shrink)."""
+    import cv2
+
+    height, width = size
+    if rgb.shape[:2] == (height, width):
+        return rgb
+    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+
+
 def resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Resize ``[B, C, H, W]`` to (height, width), antialiased when shrinking."""
     if tuple(image.shape[-2:]) == tuple(size):

@@ -1,7 +1,24 @@
-"""Scale-out over Ray (the optional ``stylize[ray]`` extra): many workers, GPUs and machines.
+"""Executors: where a job's work runs. The jobs own their work; an executor only runs it.
 
+    work.py      what a job hands an executor (a setup and a work function) and what comes back
+    local.py     this process (the default; never imports Ray)
+    ray_pool.py  Ray workers on this machine or a cluster (the optional ``stylize[ray]`` extra)
     cluster.py   joining or starting Ray, and how many workers of what shape a cluster holds
-    folder.py    a photo folder spread over long-lived worker actors
 
-Nothing here is imported unless a job asks for workers, so the one-process path never loads Ray.
+``executor_for(scale)`` makes the choice for the CLI: Ray only when workers or a cluster were asked for.
 """
+
+from __future__ import annotations
+
+from pipeline.config import ScaleConfig
+
+
+def executor_for(scale: ScaleConfig | None = None):
+    """Ray workers when ``scale`` asks for workers or a cluster, else this process (Ray not imported)."""
+    if scale is None or not scale.distributed:
+        from pipeline.scale.local import LocalExecutor
+
+        return LocalExecutor()
+    from pipeline.scale.ray_pool import RayExecutor
+
+    return RayExecutor(scale)

@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 
 from pipeline.config import ScaleConfig
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, setting
 
 # --workers auto on a cluster without GPUs: one worker per this many cores. Several threads per
 # worker keep the per-worker memory (the network, the style targets) in proportion to the work.
@@ -34,7 +34,7 @@ def worker_shape(scale: ScaleConfig, cpus: float, gpus: float, device: str = "au
     CPU workers that share the cores evenly (a pure function, so it is tested without a cluster).
     """
     use_gpus = gpus >= 1 and device != "cpu"
-    if scale.workers == "auto":
+    if scale.workers in ("auto", None):  # None: a cluster was named (--ray-address) without a count
         count = int(gpus) if use_gpus else max(1, int(cpus) // CPU_CORES_PER_WORKER)
     else:
         count = int(scale.workers)
@@ -54,7 +54,8 @@ def connect(scale: ScaleConfig) -> bool:
     try:
         import ray
     except ImportError:
-        raise ConfigError("--workers and --ray-address need Ray: pip install 'stylize[ray]'") from None
+        raise ConfigError(f"{setting('ScaleConfig.workers')} and {setting('ScaleConfig.address')} need Ray: "
+                          "pip install 'stylize[ray]'") from None
     if ray.is_initialized():
         return False
     # Our library never prints; Ray's own start-up chatter stays out of the user's terminal too.
@@ -64,11 +65,24 @@ def connect(scale: ScaleConfig) -> bool:
         try:
             ray.init(address=scale.address, **quiet)
         except (ConnectionError, ValueError, RuntimeError) as exc:
-            raise ConfigError(f"--ray-address {scale.address}: cannot join a Ray cluster there ({exc}); "
-                              "start one with `ray start --head`") from None
+            raise ConfigError(f"{setting('ScaleConfig.address')} {scale.address}: cannot join a Ray cluster there "
+                              f"({exc}); start one with `ray start --head`") from None
     else:
-        ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, **quiet)
+        # Ray runs its workers at niceness +15 by default, so that its own daemons stay responsive.
+        # Here the workers do the job's work while the driver waits: at +15 they would lose the cores
+        # to any other program on the machine, which the one-process job does not; 0 keeps the
+        # command's own priority (`nice stylize-images ...` still applies to them).
+        ray.init(num_cpus=usable_cpus(), include_dashboard=False, _system_config={"worker_niceness": 0}, **quiet)
     return True
+
+
+def usable_cpus() -> int:
+    """The cores this process may run on: fewer than the machine's under taskset, a cgroup cpuset or a
+    Slurm allocation, and those are the ones the workers share (os.cpu_count() counts them all)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # no affinity on this platform (macOS)
+        return os.cpu_count() or 1
 
 
 def _check_reachable(address: str) -> None:
@@ -82,8 +96,9 @@ def _check_reachable(address: str) -> None:
         with socket.create_connection((host, int(port)), timeout=5):
             pass
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"--ray-address {address}: no Ray cluster answers there ({exc}); "
-                          "start one with `ray start --head`, or use --ray-address auto on its head node") from None
+        flag = setting("ScaleConfig.address")
+        raise ConfigError(f"{flag} {address}: no Ray cluster answers there ({exc}); start one with "
+                          f"`ray start --head`, or use {flag} auto on its head node") from None
 
 
 def cluster_resources() -> tuple[float, float]:

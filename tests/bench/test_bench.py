@@ -55,11 +55,14 @@ def test_benchmark_runs_at_tiny_size_on_cpu(features, tmp_path, monkeypatch):
         assert row[loop]["tflops"] > 0
     assert row["speedup"] == row["reference"]["ms_per_iteration"] / row["fast"]["ms_per_iteration"]
     assert row["vs_fp32"] == row["fast"]["ms_per_iteration"] / row["fp32"]["ms_per_iteration"]
-    assert saved["precision"] == "bf16 autocast"
+    assert saved["precision"] == "bf16"
     assert "speed-up" in report["table"] and "vs fp32" in report["table"]
-    rows, verdict = report["table"].splitlines()[2:-1], report["table"].splitlines()[-1]
+    # Header, rule, one row per size, then one verdict line per target.
+    lines = report["table"].splitlines()
+    rows, (share, verdict) = lines[2:3], lines[3:]
     assert [line.split()[0] for line in rows] == ["64"]
-    assert verdict.startswith(f"64: default path (bf16 autocast) takes {row['vs_fp32']:.2f}x the time of the fp32")
+    assert share.startswith(f"64: one evaluation (bf16) at {row['fast']['tflops']:.2f} TFLOP/s")
+    assert verdict.startswith(f"64: default path (bf16) takes {row['vs_fp32']:.2f}x the time of the fp32")
     assert verdict.endswith(": met" if row["vs_fp32"] <= 0.6 else ": NOT met")
 
 

@@ -118,9 +118,10 @@ def test_help_lists_folder_options():
 
 def test_progress_names_the_current_image_from_the_first_one():
     from cli.common import EventRenderer
+    from cli.images import OPTIONS
     from pipeline import events as ev
 
-    renderer = EventRenderer(quiet=True)
+    renderer = EventRenderer(OPTIONS, quiet=True)
     renderer(ev.JobStarted("folder", 2, "image", "out"))
     renderer(ev.ItemStarted("holiday/IMG_0001.jpg", 30))
     task = renderer.progress.tasks[renderer.item_task]

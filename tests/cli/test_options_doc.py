@@ -30,8 +30,10 @@ def test_page_and_help_name_the_same_options(name, module):
 
 
 def test_defaults_on_the_page_are_the_librarys():
-    from pipeline.config import StyleConfig, VideoConfig
+    from pipeline.config import VIDEO_STYLE, StyleConfig, VideoConfig
 
     section = options_doc.render().split("## `stylize-video`")[1]
-    assert f"| `--first-iterations N` | `{VideoConfig().first_iterations}` |" in section
+    assert f"| `--first-iterations N` | `{VIDEO_STYLE.iterations}` |" in section
+    assert f"| `--iterations N` | `{VideoConfig().iterations}` |" in section
+    assert f"| `--size N` | `{VIDEO_STYLE.size}` |" in section
     assert f"| `--style-weight X` | `{StyleConfig().style_weight}` |" in section

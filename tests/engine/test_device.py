@@ -8,10 +8,10 @@ import torch
 from pipeline.engine.device import (
     ARM_BF16_FLAGS,
     X86_BF16_FLAGS,
-    autocast_dtype,
     cpu_bf16_flags,
     cpu_computes_bf16,
     gram_dtype,
+    network_dtype,
 )
 
 
@@ -42,20 +42,20 @@ def test_flags_of_this_cpu_agree_with_proc_cpuinfo():
 
 @pytest.mark.parametrize(("precision", "device", "cpu_bf16", "expected"), [
     ("auto", "cpu", True, torch.bfloat16),
-    ("auto", "cpu", False, None),
+    ("auto", "cpu", False, torch.float32),
     ("auto", "cuda", False, torch.bfloat16),
-    ("fp32", "cpu", True, None),
-    ("fp32", "cuda", False, None),
+    ("fp32", "cpu", True, torch.float32),
+    ("fp32", "cuda", False, torch.float32),
     ("bf16", "cpu", False, torch.bfloat16),  # asked for explicitly: honoured even where it is emulated
 ])
-def test_autocast_dtype(precision, device, cpu_bf16, expected):
-    assert autocast_dtype(precision, device, cpu_bf16) == expected
+def test_network_dtype(precision, device, cpu_bf16, expected):
+    assert network_dtype(precision, device, cpu_bf16) == expected
 
 
 @pytest.mark.parametrize(("network", "device", "cpu_bf16", "expected"), [
     (torch.bfloat16, "cpu", True, torch.bfloat16),  # the default path on this kind of CPU
     (torch.bfloat16, "cpu", False, torch.float32),  # --precision bf16 forced on an emulating CPU
-    (None, "cpu", True, torch.float32),  # --precision fp32: everything fp32
+    (torch.float32, "cpu", True, torch.float32),  # --precision fp32: everything fp32
     (torch.bfloat16, "cuda", False, torch.float32),  # CUDA keeps fp32 products (not measured yet)
 ])
 def test_gram_dtype(network, device, cpu_bf16, expected):

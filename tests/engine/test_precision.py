@@ -23,7 +23,7 @@ def _bf16_against_fp32(features, device: str, fast: str) -> None:
     for precision in ("fp32", fast):
         stylizer = Stylizer([(STYLE, 1.0)], StyleConfig(size=64, iterations=20, scales=1),
                             EngineConfig(device=device, precision=precision), features=features)
-        assert stylizer.dtype == (None if precision == "fp32" else torch.bfloat16)
+        assert stylizer.dtype == (torch.float32 if precision == "fp32" else torch.bfloat16)
         results[precision] = stylizer.stylize(CONTENT).image.cpu()
     yardstick = Yardstick(CONTENT, STYLE, 64, features.cpu(), StyleConfig())
     fp32, bf16 = yardstick(results["fp32"]), yardstick(results[fast])
@@ -52,17 +52,17 @@ def test_default_cpu_path_reaches_the_fp32_loss(features, monkeypatch):
 def test_auto_follows_this_cpus_bf16_support(features):
     stylizer = Stylizer([(STYLE, 1.0)], StyleConfig(size=64, iterations=1, scales=1),
                         EngineConfig(device="cpu"), features=features)
-    assert stylizer.dtype == (torch.bfloat16 if cpu_has_native_bf16() else None)
+    assert stylizer.dtype == (torch.bfloat16 if cpu_has_native_bf16() else torch.float32)
 
 
 def _stylizer_that_fails(features, monkeypatch, exc):
     stylizer = Stylizer([(STYLE, 1.0)], StyleConfig(size=64, iterations=2, scales=1),
                         EngineConfig(device="cpu"), features=features)
 
-    def boom(_image):
+    def boom(*_args, **_kwargs):
         raise exc
 
-    monkeypatch.setattr(stylizer, "_features", boom)
+    monkeypatch.setattr(optimize, "evaluate", boom)
     return stylizer
 
 
@@ -70,12 +70,14 @@ def _stylizer_that_fails(features, monkeypatch, exc):
     torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
     RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory"),
 ])
-def test_out_of_memory_becomes_one_clear_error(features, monkeypatch, exc):
+def test_out_of_memory_even_in_the_smallest_tiles_becomes_one_clear_error(features, monkeypatch, exc):
     stylizer = _stylizer_that_fails(features, monkeypatch, exc)
-    expected = r"out of memory: stylizing 64x48 px .* smaller --size \(e\.g\. --size 32\)"
+    notices = []
+    expected = r"out of memory: stylizing 64x48 px .* even in 256 px tiles; use a smaller --size \(e\.g\. --size 32\)"
     with pytest.raises(ConfigError, match=expected) as err:
-        stylizer.stylize(CONTENT)
+        stylizer.stylize(CONTENT, on_notice=notices.append)
     assert isinstance(err.value, DeviceMemoryError)  # the type the folder job retries one image at a time
+    assert len(notices) == 1 and "smaller tiles" in notices[0]  # it tried tiles first, and said so once
 
 
 def test_other_runtime_errors_are_not_disguised(features, monkeypatch):

@@ -12,13 +12,16 @@ from PIL import Image
 
 from pipeline.config import EncodeConfig
 from pipeline.errors import OutputWriteError
-from pipeline.jobs.folder import MANIFEST_NAME, stylize_folder
-from pipeline.jobs.video import JobFolder, stylize_video
+from pipeline.jobs.folder import stylize_folder
+from pipeline.jobs.folder_plan import MANIFEST_NAME
+from pipeline.jobs.video import stylize_video
+from pipeline.jobs.video_resume import JobFolder
 from pipeline.jobs.write_errors import output_write_error, refused_write
+from pipeline.scale.local import LocalExecutor
 from tests.conftest import PAGE, pattern
 from tests.jobs.test_folder import FakeStylizer
 from tests.jobs.test_folder import job as folder_job  # noqa: F401  (the folder tests' job fixture)
-from tests.jobs.test_video_job import FAST, EchoStylizer, decoded
+from tests.jobs.test_video_job import FAST, PREVIOUS, EchoStylizer, decoded
 from tests.jobs.test_video_job import job as video_job  # noqa: F401
 from tests.media.test_video import make_video
 
@@ -40,14 +43,14 @@ def test_folder_job_stops_on_a_full_disk_and_the_rerun_completes(tmp_path, small
     for i in range(6):
         Image.fromarray(pattern(64, 48, seed=i)).save(src / f"p{i}.png")
     reference = tmp_path / "reference"
-    stylize_folder(src, reference, folder_job, stylizer=FakeStylizer())
+    stylize_folder(src, reference, folder_job, executor=LocalExecutor(FakeStylizer()))
     sizes = sorted(pages(p.stat().st_size) for p in reference.glob("*.png"))
     dst = small_disk.path / "out"
     # Room for the lock file, the manifest and two or three results, not six.
     small_disk.leave(2 * PAGE + sum(sizes[:3]) - PAGE // 2)
 
     with pytest.raises(OutputWriteError) as caught:
-        stylize_folder(src, dst, folder_job, stylizer=FakeStylizer(), report=tmp_path / "report.json")
+        stylize_folder(src, dst, folder_job, executor=LocalExecutor(FakeStylizer()), report=tmp_path / "report.json")
     done = sorted(p.name for p in dst.glob("*.png"))
     assert 0 < len(done) < 6
     assert str(caught.value) == (f"no space left on the device holding {dst}: {len(done)} of 6 images done, the "
@@ -62,8 +65,8 @@ def test_folder_job_stops_on_a_full_disk_and_the_rerun_completes(tmp_path, small
     assert "failed" not in statuses.values()
 
     small_disk.free_up()
-    summary = stylize_folder(src, dst, folder_job, stylizer=FakeStylizer())
-    assert summary["skipped"] == len(done) and summary["done"] == 6 - len(done) and not summary["failed"]
+    summary = stylize_folder(src, dst, folder_job, executor=LocalExecutor(FakeStylizer()))
+    assert summary.skipped == len(done) and summary.done == 6 - len(done) and not summary.failed
     for i in range(6):
         assert (dst / f"p{i}.png").read_bytes() == (reference / f"p{i}.png").read_bytes()
     assert leftovers(small_disk.path) == []
@@ -78,13 +81,13 @@ def _clip(tmp_path):
 def test_video_job_stops_on_a_full_disk_while_saving_frames(tmp_path, small_disk, video_job):  # noqa: F811
     clip = _clip(tmp_path)
     whole = tmp_path / "whole.mkv"
-    stylize_video(clip, whole, video_job, FAST, LOSSLESS, stylizer=EchoStylizer())
+    stylize_video(clip, whole, video_job, FAST, LOSSLESS, PREVIOUS, executor=LocalExecutor(EchoStylizer()))
     out = small_disk.path / "out.mkv"
     folder = JobFolder(out)
     small_disk.leave(9 * PAGE)  # lock, state, the encoder's file and a few frames, not twelve
 
     with pytest.raises(OutputWriteError) as caught:
-        stylize_video(clip, out, video_job, FAST, LOSSLESS, stylizer=EchoStylizer())
+        stylize_video(clip, out, video_job, FAST, LOSSLESS, PREVIOUS, executor=LocalExecutor(EchoStylizer()))
     kept = len(list(folder.frames.glob("*.png")))
     assert 0 < kept < 12 and folder.count_done() == kept
     assert str(caught.value) == (f"no space left on the device holding {small_disk.path}: {kept} of 12 frames "
@@ -95,8 +98,8 @@ def test_video_job_stops_on_a_full_disk_while_saving_frames(tmp_path, small_disk
 
     small_disk.free_up()
     second = EchoStylizer()
-    summary = stylize_video(clip, out, video_job, FAST, LOSSLESS, stylizer=second)
-    assert summary["resumed_frames"] == kept and len(second.calls) == 12 - kept
+    summary = stylize_video(clip, out, video_job, FAST, LOSSLESS, PREVIOUS, executor=LocalExecutor(second))
+    assert summary.resumed_frames == kept and len(second.calls) == 12 - kept
     assert all(np.array_equal(a, b) for a, b in zip(decoded(whole), decoded(out)))
     assert len(decoded(out)) == 12 and not folder.path.exists()
 
@@ -104,24 +107,24 @@ def test_video_job_stops_on_a_full_disk_while_saving_frames(tmp_path, small_disk
 def test_video_job_stops_on_a_full_disk_in_the_final_encode(tmp_path, small_disk, video_job):  # noqa: F811
     clip = _clip(tmp_path)
     whole = tmp_path / "whole.mkv"
-    stylize_video(clip, whole, video_job, FAST, LOSSLESS, stylizer=EchoStylizer())
+    stylize_video(clip, whole, video_job, FAST, LOSSLESS, PREVIOUS, executor=LocalExecutor(EchoStylizer()))
     out = small_disk.path / "out.mkv"
     folder = JobFolder(out)
     with pytest.raises(KeyboardInterrupt):  # an earlier run stylized all but the last frame
-        stylize_video(clip, out, video_job, FAST, LOSSLESS, stylizer=EchoStylizer(fail_at=11))
+        stylize_video(clip, out, video_job, FAST, LOSSLESS, PREVIOUS, executor=LocalExecutor(EchoStylizer(fail_at=11)))
     frame = max(pages(p.stat().st_size) for p in folder.frames.glob("*.png"))
     small_disk.leave(frame + PAGE)  # the last frame fits, the lossless encode of all twelve does not
 
     with pytest.raises(OutputWriteError) as caught:
-        stylize_video(clip, out, video_job, FAST, LOSSLESS, stylizer=EchoStylizer())
+        stylize_video(clip, out, video_job, FAST, LOSSLESS, PREVIOUS, executor=LocalExecutor(EchoStylizer()))
     assert folder.count_done() == 12  # every frame is safe in the job folder
     assert "12 of 12 frames stylized and kept" in str(caught.value)
     assert leftovers(small_disk.path) == [] and not out.exists() and not (folder.path / "output.mkv").exists()
 
     small_disk.free_up()
     second = EchoStylizer()
-    summary = stylize_video(clip, out, video_job, FAST, LOSSLESS, stylizer=second)
-    assert summary["resumed_frames"] == 12 and second.calls == []
+    summary = stylize_video(clip, out, video_job, FAST, LOSSLESS, PREVIOUS, executor=LocalExecutor(second))
+    assert summary.resumed_frames == 12 and second.calls == []
     assert all(np.array_equal(a, b) for a, b in zip(decoded(whole), decoded(out)))
     assert len(decoded(out)) == 12
 
@@ -143,7 +146,7 @@ def test_every_refusing_errno_gets_its_own_advice(tmp_path, code, start):
 
 
 def test_a_single_image_on_a_full_disk_is_one_error_and_no_file(tmp_path, small_disk, folder_job):  # noqa: F811
-    from pipeline.jobs.common import stylize_image_file
+    from pipeline.jobs.image import stylize_image_file
 
     source = tmp_path / "photo.png"
     Image.fromarray(pattern(64, 48)).save(source)

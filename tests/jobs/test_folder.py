@@ -16,7 +16,9 @@ from PIL import Image
 from pipeline import events as ev
 from pipeline.config import EngineConfig, FolderConfig, JobConfig, StyleConfig, StyleImage
 from pipeline.errors import ConfigError, DeviceMemoryError, InputError
-from pipeline.jobs.folder import MANIFEST_NAME, OptionsChangedError, plan_folder, stylize_folder
+from pipeline.jobs.folder import stylize_folder
+from pipeline.jobs.folder_plan import MANIFEST_NAME, OptionsChangedError, plan_folder
+from pipeline.scale.local import LocalExecutor
 from tests.conftest import pattern
 
 SIZE = 32
@@ -110,7 +112,7 @@ class FakeStylizer:
 def run_folder(src, dst, job, stylizer, **kwargs):
     events = []
     config = kwargs.pop("config", FolderConfig())
-    summary = stylize_folder(src, dst, job, config, on_event=events.append, stylizer=stylizer, **kwargs)
+    summary = stylize_folder(src, dst, job, config, on_event=events.append, executor=LocalExecutor(stylizer), **kwargs)
     return summary, events
 
 
@@ -138,13 +140,13 @@ def test_photo_tree_end_to_end(tmp_path, job, stylizer):
     upright = np.asarray(Image.open(dst / "rotated.jpg").convert("L"), np.float32)
     assert upright[:12].mean() > upright[12:].mean() + 40  # the bright side ended up on top
 
-    failed = {f["input"]: f["error"] for f in summary["failed"]}
+    failed = {f["input"]: f["error"] for f in summary.failed}
     assert set(failed) == set(BAD)
     for rel, reason in BAD.items():
         assert reason in failed[rel] and rel.split("/")[-1] in failed[rel]
     assert {e.name for e in events if isinstance(e, ev.ItemFailed)} == set(BAD)
-    assert summary["done"] == len(GOOD) and summary["ignored"] == len(IGNORED)
-    assert summary["ignored_types"] == {".txt": 1, ".xmp": 1, "hidden": 1}
+    assert summary.done == len(GOOD) and summary.ignored == len(IGNORED)
+    assert summary.ignored_types == {".txt": 1, ".xmp": 1, "hidden": 1}
     assert stylizer.style.computations == 1  # the style's Gram matrices: once for the whole job
 
     report = json.loads((tmp_path / "report.json").read_text())
@@ -184,7 +186,7 @@ def test_interrupted_run_resumes_without_redoing_or_half_files(tmp_path, job, mo
 
     fake = FakeStylizer()
     summary, events = run_folder(src, dst, job, fake)
-    assert summary["done"] == 3 and summary["skipped"] == 1 and sum(fake.batches) == 3
+    assert summary.done == 3 and summary.skipped == 1 and sum(fake.batches) == 3
     assert (dst / "p0.png").stat().st_mtime_ns == first  # finished work is not redone
     assert outputs(dst) == {f"p{i}.png" for i in range(4)}
     started = [e for e in events if isinstance(e, ev.JobStarted)]
@@ -209,7 +211,7 @@ def test_changed_options_are_refused_then_overwritten(tmp_path, job):
         Image.fromarray(pattern(64, 48, seed=i)).save(src / f"p{i}.png")
     run_folder(src, dst, job, FakeStylizer())
     changed = JobConfig(job.styles, job.style.replace(style_weight=10.0), job.engine)
-    with pytest.raises(OptionsChangedError, match=r"style\.style_weight.*--overwrite"):
+    with pytest.raises(OptionsChangedError, match=r"style\.style_weight.*overwrite"):
         run_folder(src, dst, changed, FakeStylizer())
     with pytest.raises(OptionsChangedError, match="output.format"):
         run_folder(src, dst, job, FakeStylizer(), config=FolderConfig(format="jpg"))
@@ -220,7 +222,7 @@ def test_changed_options_are_refused_then_overwritten(tmp_path, job):
         run_folder(src, dst, changed, fake, config=FolderConfig(overwrite=True))
     assert outputs(dst) == set()
     summary, _ = run_folder(src, dst, changed, FakeStylizer())
-    assert summary["done"] == 3 and summary["skipped"] == 0
+    assert summary.done == 3 and summary.skipped == 0
     manifest = json.loads((dst / MANIFEST_NAME).read_text())
     assert manifest["fingerprint"]["style"]["style_weight"] == 10.0
 
@@ -236,11 +238,11 @@ def test_results_from_another_input_folder_are_not_taken_as_done(tmp_path, job, 
         run_folder(second, dst, job, FakeStylizer())
     assert (dst / "IMG_0001.png").read_bytes() == made
     summary, _ = run_folder(second, dst, job, FakeStylizer(), config=FolderConfig(overwrite=True))
-    assert summary["done"] == 1 and summary["skipped"] == 0
+    assert summary.done == 1 and summary.skipped == 0
     # The same folder reached by another spelling of its path resumes as usual.
     monkeypatch.chdir(tmp_path)
     summary, _ = run_folder(Path("wedding"), Path("out"), job, FakeStylizer())
-    assert summary["skipped"] == 1 and summary["done"] == 0
+    assert summary.skipped == 1 and summary.done == 0
 
 
 def test_foreign_files_without_manifest_are_refused(tmp_path, job):
@@ -273,7 +275,7 @@ def test_batches_group_equal_working_sizes(tmp_path, job):
     Image.fromarray(pattern(48, 64)).save(src / "portrait.png")
     fake = FakeStylizer()
     summary, events = run_folder(src, dst, job, fake, config=FolderConfig(batch_size=2))
-    assert summary["done"] == 6 and summary["batch_size"] == 2
+    assert summary.done == 6 and summary.batch_size == 2
     assert sorted(fake.batches) == [1, 1, 2, 2]  # 5 landscapes -> 2 + 2 + 1, the portrait alone
     for i in range(5):  # each image of a batch went to its own file
         out = np.asarray(Image.open(dst / f"land{i}.png"), np.float32)
@@ -313,7 +315,7 @@ def test_dry_run_writes_nothing_and_empty_folder_fails(tmp_path, job):
     dst = tmp_path / "out"
     summary, events = run_folder(src, dst, job, None, dry_run=True)
     assert not dst.exists() and events == []
-    assert summary["pending"] == len(GOOD) + len(BAD)
+    assert summary.pending == len(GOOD) + len(BAD)
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "readme.txt").write_text("x")
@@ -322,9 +324,9 @@ def test_dry_run_writes_nothing_and_empty_folder_fails(tmp_path, job):
 
 
 def test_auto_batch_size_per_device_and_size():
-    from pipeline.jobs.folder import resolve_batch_size
+    from pipeline.jobs.folder_work import resolve_batch_size
 
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    cpu, cuda = "cpu", "cuda:0"
     assert resolve_batch_size("auto", cpu, 256) == 1
     assert [resolve_batch_size("auto", cuda, s) for s in (256, 512, 1024, 2048)] == [4, 4, 2, 1]
     assert resolve_batch_size(3, cpu, 256) == 3
@@ -346,8 +348,8 @@ def test_a_decoder_crash_fails_only_that_file(tmp_path, job, monkeypatch):
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", load)
     summary, _ = run_folder(src, dst, job, FakeStylizer())
-    assert summary["done"] == 1
-    assert summary["failed"] == [{"input": "weird.png",
+    assert summary.done == 1
+    assert summary.failed == [{"input": "weird.png",
                                   "error": f"{src / 'weird.png'}: unreadable image (IndexError: tile out of range)"}]
 
 
@@ -357,7 +359,7 @@ def test_animated_gif_first_frame_with_a_warning(tmp_path, job):
     frames = [Image.fromarray(pattern(64, 48, seed=i)) for i in range(3)]
     frames[0].save(src / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
     summary, events = run_folder(src, dst, job, FakeStylizer())
-    assert summary["done"] == 1 and outputs(dst) == {"anim.png"}
+    assert summary.done == 1 and outputs(dst) == {"anim.png"}
     notices = [e.message for e in events if isinstance(e, ev.Notice)]
     assert notices == ["anim.gif: animated (3 frames); only the first is stylized"]
 
@@ -389,9 +391,9 @@ def test_out_of_memory_retries_singly_then_fails_alone(tmp_path, job):
 
     fake = TightMemory()
     summary, events = run_folder(src, dst, job, fake, config=FolderConfig(batch_size=2))
-    assert summary["done"] == 2 and fake.batches == [1, 1]
-    assert [f["input"] for f in summary["failed"]] == ["huge.png"]
-    assert "out of GPU memory" in summary["failed"][0]["error"]
+    assert summary.done == 2 and fake.batches == [1, 1]
+    assert [f["input"] for f in summary.failed] == ["huge.png"]
+    assert "out of GPU memory" in summary.failed[0]["error"]
     assert any(isinstance(e, ev.Notice) and "one image at a time" in e.message for e in events)
 
 
@@ -400,14 +402,15 @@ def test_the_real_stylizers_out_of_memory_reaches_the_batch_retry(tmp_path, job,
     src.mkdir()
     for i in range(2):
         Image.fromarray(pattern(64, 48, seed=i)).save(src / f"p{i}.png")
-    network = stylizer._features
+    from pipeline.engine import optimize
 
-    def tight(image):  # a GPU with room for one image, not two
-        if image.shape[0] > 1:
+    def tight(net, x, *args, **kwargs):  # a GPU with room for one image, not two, even in tiles
+        if x.shape[0] > 1:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
-        return network(image)
+        return evaluate(net, x, *args, **kwargs)
 
-    monkeypatch.setattr(stylizer, "_features", tight)
+    evaluate = optimize.evaluate
+    monkeypatch.setattr(optimize, "evaluate", tight)
     summary, events = run_folder(src, dst, job, stylizer, config=FolderConfig(batch_size=2))
-    assert summary["done"] == 2 and not summary["failed"]
+    assert summary.done == 2 and not summary.failed
     assert any(isinstance(e, ev.Notice) and "one image at a time" in e.message for e in events)

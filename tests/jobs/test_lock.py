@@ -14,16 +14,18 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from pipeline.config import VideoConfig
 from pipeline.errors import JobLockedError
 from pipeline.events import Notice
-from pipeline.jobs.folder import MANIFEST_NAME, stylize_folder
+from pipeline.jobs.folder import stylize_folder
+from pipeline.jobs.folder_plan import MANIFEST_NAME
 from pipeline.jobs.lock import LOCK_NAME, job_lock
-from pipeline.jobs.video import JobFolder, stylize_video
+from pipeline.jobs.video import stylize_video
+from pipeline.jobs.video_resume import JobFolder
+from pipeline.scale.local import LocalExecutor
 from tests.conftest import pattern
 from tests.jobs.test_folder import FakeStylizer
 from tests.jobs.test_folder import job as folder_job  # noqa: F401  (the fixture, under another name)
-from tests.jobs.test_video_job import ENCODE, EchoStylizer
+from tests.jobs.test_video_job import ENCODE, FAST, PREVIOUS, EchoStylizer
 from tests.media.test_video import make_video
 
 HOLDER = """
@@ -105,7 +107,7 @@ def test_a_second_folder_job_touches_nothing(tmp_path, hold, folder_job):  # noq
     before = snapshot(dst)
     fake = FakeStylizer()
     with pytest.raises(JobLockedError, match="another stylize job is writing here"):
-        stylize_folder(src, dst, folder_job, stylizer=fake, report=tmp_path / "report.json")
+        stylize_folder(src, dst, folder_job, executor=LocalExecutor(fake), report=tmp_path / "report.json")
     assert snapshot(dst) == before and not (dst / MANIFEST_NAME).exists()
     assert fake.batches == [] and not (tmp_path / "report.json").exists()
 
@@ -122,6 +124,5 @@ def test_a_second_video_job_touches_nothing(tmp_path, hold, style_file):
     before = snapshot(folder.path)
     echo = EchoStylizer()
     with pytest.raises(JobLockedError, match=str(out)):
-        stylize_video(clip, out, job, VideoConfig(size=32, first_iterations=2, iterations=2, init="previous"),
-                      ENCODE, stylizer=echo)
+        stylize_video(clip, out, job, FAST, ENCODE, PREVIOUS, executor=LocalExecutor(echo))
     assert snapshot(folder.path) == before and echo.calls == [] and not out.exists()

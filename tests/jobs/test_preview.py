@@ -91,7 +91,7 @@ def test_image_preview_writes_one_labelled_sheet_and_nothing_else(tmp_path, cont
     sheet = tmp_path / "out.preview.png"
     assert files_in(tmp_path) - before == {"out.preview.png", "out.preview.txt"}  # no OUTPUT, no manifest
     image = Image.open(sheet)
-    assert image.width == summary["width"] and summary["columns"] == 2
+    assert image.width == summary.width and summary.columns == 2
     assert image.width < 2 * 32 + 20  # two 32 px cells side by side, one row
     tiles = json.loads(png_text(sheet)[SHEET_KEY])["tiles"]
     assert [(t["tile"], t["input"], t["style_weight"], t["style_scale"]) for t in tiles] == [
@@ -142,8 +142,8 @@ def test_folder_preview_writes_nothing_into_the_output_folder(tmp_path, style_fi
                              PreviewConfig(size=32, iterations=2, samples=2, style_weights=(3.0,), style_scales=(1.0,)))
     assert not out.exists()
     assert files_in(tmp_path) - before == {"styled.preview.png", "styled.preview.txt"}
-    assert [t["input"] for t in summary["tiles"]] == ["a.png", "e.png"]  # spread_indices(6, 2) = 1, 4; b is bad
-    assert [s["input"] for s in summary["skipped"]] == ["b.png"]
+    assert [t["input"] for t in summary.tiles] == ["a.png", "e.png"]  # spread_indices(6, 2) = 1, 4; b is bad
+    assert [s["input"] for s in summary.skipped] == ["b.png"]
 
 
 def test_video_preview_takes_frames_spread_over_the_clip(tmp_path, style_file):
@@ -162,5 +162,5 @@ def test_video_preview_takes_frames_spread_over_the_clip(tmp_path, style_file):
     summary = preview_video(clip, out, job_for(style_file), TINY, video=VideoConfig(start=0.2))
     assert files_in(tmp_path) - before == {"out.preview.png", "out.preview.txt"}  # no video, no job folder
     # --start 0.2: the frames from 0.20 s on (pts 200..440 ms), spread: indices 1, 3, 5 of those 7.
-    assert [t["input"] for t in summary["tiles"]][::2] == ["in.mp4 @ 0.24 s", "in.mp4 @ 0.32 s", "in.mp4 @ 0.40 s"]
-    assert len(summary["tiles"]) == 6 and summary["columns"] == 2
+    assert [t["input"] for t in summary.tiles][::2] == ["in.mp4 @ 0.24 s", "in.mp4 @ 0.32 s", "in.mp4 @ 0.40 s"]
+    assert len(summary.tiles) == 6 and summary.columns == 2

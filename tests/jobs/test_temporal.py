@@ -230,7 +230,7 @@ def test_content_blend_mixes_the_frames_content_into_the_warped_start():
     assert mixed.temporal.warped is mixed.init
     torch.testing.assert_close(mixed.temporal.mask, plain.temporal.mask)
     for bad in (-0.1, 1.0):
-        with pytest.raises(ConfigError, match="--content-blend"):
+        with pytest.raises(ConfigError, match="TemporalConfig.content_blend"):
             TemporalConfig(content_blend=bad)
 
 
@@ -275,5 +275,5 @@ def test_offset_carry_needs_the_previous_content_and_is_the_default():
     with pytest.raises(ValueError, match="previous frame's content"):
         guide().prepare(current, textured(64, 48, seed=3), flow)
     assert (TemporalConfig().carry, TemporalConfig().content_blend) == ("offset", 0.1)
-    with pytest.raises(ConfigError, match="--carry"):
+    with pytest.raises(ConfigError, match="TemporalConfig.carry"):
         TemporalConfig(carry="style")

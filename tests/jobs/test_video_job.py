@@ -19,17 +19,20 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.config import EncodeConfig, JobConfig, StyleConfig, StyleImage, VideoConfig
+from pipeline.config import EncodeConfig, JobConfig, StyleConfig, StyleImage, TemporalConfig, VideoConfig
 from pipeline.engine.optimize import StylizeResult
 from pipeline.errors import ConfigError, InputError, OutputExistsError
 from pipeline.events import ItemDone, JobFinished, JobStarted, Notice
-from pipeline.jobs.video import JobFolder, stylize_video
+from pipeline.jobs.video import stylize_video
+from pipeline.jobs.video_resume import JobFolder
+from pipeline.scale.local import LocalExecutor
 from tests.media.test_video import audio_seconds, frame_times, make_video
 
-# "previous": the job-mechanics tests' clips change colour every frame, which "warped" (the
-# default) rightly takes for scene cuts; the warped path has its own tests on a clean pan below.
-FAST = VideoConfig(size=32, first_iterations=2, iterations=2, init="previous")
-WARPED = VideoConfig(size=32, first_iterations=2, iterations=2)
+# The job works at 32 px, 2 iterations for a first frame (the job fixture's StyleConfig) and 2 for
+# later ones. "previous": the job-mechanics tests' clips change colour every frame, which "warped"
+# (the default) rightly takes for scene cuts; the warped path has its own tests on a clean pan below.
+FAST = WARPED = VideoConfig(iterations=2)
+PREVIOUS = TemporalConfig(init="previous")
 ENCODE = EncodeConfig(preset="ultrafast")
 
 
@@ -60,7 +63,7 @@ class EchoStylizer:
 
 @pytest.fixture
 def job(style_file) -> JobConfig:
-    return JobConfig(styles=(StyleImage(style_file),), style=StyleConfig(scales=1))
+    return JobConfig(styles=(StyleImage(style_file),), style=StyleConfig(size=32, iterations=2, scales=1))
 
 
 def decoded(path: Path) -> list[np.ndarray]:
@@ -73,11 +76,12 @@ def test_job_keeps_frames_timing_and_sound(tmp_path, job):
     times = make_video(src, width=64, height=48, frames=7, vfr=True)
     events = []
     stylizer = EchoStylizer()
-    summary = stylize_video(src, out, job, FAST, ENCODE, on_event=events.append, stylizer=stylizer)
+    summary = stylize_video(src, out, job, FAST, ENCODE, PREVIOUS, on_event=events.append,
+                            executor=LocalExecutor(stylizer))
     assert frame_times(out) == [t / 1000 for t in times]
     assert audio_seconds(out) == pytest.approx(audio_seconds(src), abs=0.03)
-    assert (summary["width"], summary["height"], summary["frames"]) == (64, 48, 7)
-    assert (summary["work_width"], summary["work_height"]) == (32, 24)
+    assert (summary.width, summary.height, summary.frames) == (64, 48, 7)
+    assert (summary.work_width, summary.work_height) == (32, 24)
     assert not JobFolder(out).path.exists()
     assert [e.total for e in events if isinstance(e, JobStarted)] == [7]
     assert sum(isinstance(e, ItemDone) for e in events) == 7
@@ -92,8 +96,9 @@ def test_a_phone_clip_filmed_sideways_is_stylized_and_written_upright(tmp_path, 
     make_video(src, width=64, height=48, frames=3, audio=False, rotation=-90)  # as a phone's "rotate=90" tag
     events = []
     stylizer = EchoStylizer()
-    summary = stylize_video(src, out, job, FAST, ENCODE, on_event=events.append, stylizer=stylizer)
-    assert (summary["width"], summary["height"]) == (48, 64)  # portrait, as the phone showed it
+    summary = stylize_video(src, out, job, FAST, ENCODE, PREVIOUS, on_event=events.append,
+                            executor=LocalExecutor(stylizer))
+    assert (summary.width, summary.height) == (48, 64)  # portrait, as the phone showed it
     assert stylizer.calls[0]["content"].shape[-2:] == (32, 24)
     assert any("turned by 270°" in e.message for e in events if isinstance(e, Notice))
     with av.open(str(out)) as c:
@@ -107,7 +112,7 @@ def test_previous_init_passes_the_exact_saved_bytes(tmp_path, job):
     make_video(src, frames=4, audio=False)
     stylizer = EchoStylizer(fail_at=3)  # stop before the 4th frame, keeping 3 in the job folder
     with pytest.raises(KeyboardInterrupt):
-        stylize_video(src, out, job, FAST, EncodeConfig(codec="ffv1"), stylizer=stylizer)
+        stylize_video(src, out, job, FAST, EncodeConfig(codec="ffv1"), PREVIOUS, executor=LocalExecutor(stylizer))
     folder = JobFolder(out)
     saved = [folder.load(i, (21, 32, 3)) for i in range(3)]
     # Frame 2 started from the PNG of frame 1, bit for bit (so a resumed run starts from the same state).
@@ -120,33 +125,26 @@ def test_frame_init_starts_every_frame_from_its_content(tmp_path, job):
     src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
     make_video(src, frames=3, audio=False)
     stylizer = EchoStylizer()
-    stylize_video(src, out, job, VideoConfig(size=32, first_iterations=5, iterations=2, init="frame"), ENCODE,
-                  stylizer=stylizer)
+    stylize_video(src, out, job.__class__(job.styles, job.style.replace(iterations=5)), FAST, ENCODE,
+                  TemporalConfig(init="frame"), executor=LocalExecutor(stylizer))
     assert [c["init"] for c in stylizer.calls] == [None, None, None]
     assert [c["iterations"] for c in stylizer.calls] == [5, 2, 2]
 
 
-def test_hooks_annotate_in_reader_and_choose_init(tmp_path, job):
-    """The seam for optical flow: annotate sees consecutive INPUT frames; a scene cut starts over."""
+def test_a_scene_cut_starts_a_new_chain_with_the_first_frames_budget(tmp_path, job):
+    """The guide's scene-cut test inside the chain: the new shot's first frame starts from its own
+    content, with the first frame's iterations and the coarse-to-fine schedule."""
+    from tests.media.test_video import two_shot_video
+
     src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
-    make_video(src, frames=4, audio=False)
-    pairs = []
-
-    def annotate(previous, item):
-        pairs.append((None if previous is None else previous.index, item.index))
-        item.extra["mean"] = float(item.content.mean())
-
-    def frame_init(item, previous, previous_styled):
-        assert item.extra["mean"] == pytest.approx(float(item.content.mean()))
-        item.extra["scene_cut"] = item.index == 2
-        return (None, None) if item.index == 2 else (torch.zeros(1, 3, *item.content.shape[:2]), None)
-
+    two_shot_video(src, 3, 3)
     stylizer = EchoStylizer()
-    stylize_video(src, out, job, VideoConfig(size=32, first_iterations=7, iterations=2), ENCODE,
-                  stylizer=stylizer, annotate=annotate, frame_init=frame_init)
-    assert pairs == [(None, 0), (0, 1), (1, 2), (2, 3)]
-    assert [c["iterations"] for c in stylizer.calls] == [7, 2, 7, 2]
-    assert stylizer.calls[1]["init"].abs().sum() == 0
+    stylize_video(src, out, job.__class__(job.styles, job.style.replace(iterations=7, scales=2)), WARPED, ENCODE,
+                  executor=LocalExecutor(stylizer))
+    assert [c["init"] is None for c in stylizer.calls] == [True, False, False, True, False, False]
+    assert [c["iterations"] for c in stylizer.calls] == [7, 2, 2, 7, 2, 2]
+    assert [c["scales"] for c in stylizer.calls] == [2, 1, 1, 2, 1, 1]
+    assert [c["temporal"] is not None for c in stylizer.calls] == [False, True, True, False, True, True]
 
 
 def test_interrupted_job_resumes_to_the_same_result(tmp_path, job):
@@ -154,13 +152,14 @@ def test_interrupted_job_resumes_to_the_same_result(tmp_path, job):
     make_video(src, frames=6)
     whole, resumed = tmp_path / "whole.mkv", tmp_path / "resumed.mkv"
     lossless = EncodeConfig(codec="ffv1")
-    stylize_video(src, whole, job, FAST, lossless, stylizer=EchoStylizer())
+    stylize_video(src, whole, job, FAST, lossless, PREVIOUS, executor=LocalExecutor(EchoStylizer()))
     with pytest.raises(KeyboardInterrupt):
-        stylize_video(src, resumed, job, FAST, lossless, stylizer=EchoStylizer(fail_at=4))
+        stylize_video(src, resumed, job, FAST, lossless, PREVIOUS, executor=LocalExecutor(EchoStylizer(fail_at=4)))
     events = []
     second = EchoStylizer()
-    summary = stylize_video(src, resumed, job, FAST, lossless, on_event=events.append, stylizer=second)
-    assert summary["resumed_frames"] == 4 and len(second.calls) == 2
+    summary = stylize_video(src, resumed, job, FAST, lossless, PREVIOUS, on_event=events.append,
+                            executor=LocalExecutor(second))
+    assert summary.resumed_frames == 4 and len(second.calls) == 2
     assert any(isinstance(e, Notice) and "resuming" in e.message for e in events)
     assert all(np.array_equal(a, b) for a, b in zip(decoded(whole), decoded(resumed)))
     assert len(decoded(resumed)) == 6
@@ -171,12 +170,13 @@ def test_changed_options_are_refused_then_discarded_with_overwrite(tmp_path, job
     src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
     make_video(src, frames=4, audio=False)
     with pytest.raises(KeyboardInterrupt):
-        stylize_video(src, out, job, FAST, ENCODE, stylizer=EchoStylizer(fail_at=2))
-    other = VideoConfig(size=32, first_iterations=2, iterations=3)
+        stylize_video(src, out, job, FAST, ENCODE, PREVIOUS, executor=LocalExecutor(EchoStylizer(fail_at=2)))
+    other = VideoConfig(iterations=3)
     with pytest.raises(ConfigError, match="video differ"):
-        stylize_video(src, out, job, other, ENCODE, stylizer=EchoStylizer())
-    summary = stylize_video(src, out, job, other, ENCODE, overwrite=True, stylizer=EchoStylizer())
-    assert summary["resumed_frames"] == 0 and summary["frames"] == 4
+        stylize_video(src, out, job, other, ENCODE, PREVIOUS, executor=LocalExecutor(EchoStylizer()))
+    summary = stylize_video(src, out, job, other, ENCODE, PREVIOUS, overwrite=True,
+                            executor=LocalExecutor(EchoStylizer()))
+    assert summary.resumed_frames == 0 and summary.frames == 4
 
 
 def test_existing_output_is_kept_without_overwrite(tmp_path, job):
@@ -184,12 +184,12 @@ def test_existing_output_is_kept_without_overwrite(tmp_path, job):
     make_video(src, frames=3, audio=False)
     out.write_bytes(b"precious")
     with pytest.raises(OutputExistsError):
-        stylize_video(src, out, job, FAST, ENCODE, stylizer=EchoStylizer())
+        stylize_video(src, out, job, FAST, ENCODE, PREVIOUS, executor=LocalExecutor(EchoStylizer()))
     assert out.read_bytes() == b"precious"
-    stylize_video(src, out, job, FAST, ENCODE, overwrite=True, stylizer=EchoStylizer())
+    stylize_video(src, out, job, FAST, ENCODE, PREVIOUS, overwrite=True, executor=LocalExecutor(EchoStylizer()))
     assert len(frame_times(out)) == 3
     with pytest.raises(OutputExistsError, match="replace the input"):
-        stylize_video(src, src, job, FAST, ENCODE, overwrite=True, stylizer=EchoStylizer())
+        stylize_video(src, src, job, FAST, ENCODE, PREVIOUS, overwrite=True, executor=LocalExecutor(EchoStylizer()))
 
 
 def test_damaged_input_stops_with_where_the_frames_are(tmp_path, job):
@@ -199,7 +199,8 @@ def test_damaged_input_stops_with_where_the_frames_are(tmp_path, job):
     src.write_bytes(data[: int(len(data) * 0.8)])
     events = []
     with pytest.raises(InputError) as info:
-        stylize_video(src, out, job, FAST, ENCODE, on_event=events.append, stylizer=EchoStylizer())
+        stylize_video(src, out, job, FAST, ENCODE, PREVIOUS, on_event=events.append,
+                      executor=LocalExecutor(EchoStylizer()))
     message = str(info.value)
     assert ("could not be decoded" in message or "decoding failed" in message) and "frames are kept in" in message
     assert any(isinstance(e, Notice) and "damaged" in e.message for e in events)
@@ -218,7 +219,7 @@ def test_writer_failure_stops_the_job_without_hanging(tmp_path, job, monkeypatch
     monkeypatch.setattr(VideoWriter, "write", broken)
     stylizer = EchoStylizer()
     with pytest.raises(OSError, match="disk full"):
-        stylize_video(src, out, job, FAST, ENCODE, stylizer=stylizer)
+        stylize_video(src, out, job, FAST, ENCODE, PREVIOUS, executor=LocalExecutor(stylizer))
     assert len(stylizer.calls) < 30 and not out.exists()
     assert len(list(JobFolder(out).frames.glob("*.png"))) == len(stylizer.calls)  # kept for a rerun
 
@@ -226,17 +227,18 @@ def test_writer_failure_stops_the_job_without_hanging(tmp_path, job, monkeypatch
 KILL_SCRIPT = """
 import sys, time, torch
 sys.path.insert(0, {root!r})
-from tests.jobs.test_video_job import EchoStylizer, FAST, ENCODE
+from tests.jobs.test_video_job import EchoStylizer, FAST, ENCODE, PREVIOUS
 from pipeline.config import JobConfig, StyleConfig, StyleImage
 from pipeline.jobs.video import stylize_video
+from pipeline.scale.local import LocalExecutor
 
 class Slow(EchoStylizer):
     def stylize(self, content, **kw):
         time.sleep(0.3)  # long enough for the test to kill it partway
         return super().stylize(content, **kw)
 
-job = JobConfig(styles=(StyleImage({style!r}),), style=StyleConfig(scales=1))
-stylize_video({src!r}, {out!r}, job, FAST, ENCODE, stylizer=Slow())
+job = JobConfig(styles=(StyleImage({style!r}),), style=StyleConfig(size=32, iterations=2, scales=1))
+stylize_video({src!r}, {out!r}, job, FAST, ENCODE, PREVIOUS, executor=LocalExecutor(Slow()))
 """
 
 
@@ -256,8 +258,8 @@ def test_sigkill_partway_then_rerun_completes(tmp_path, job, style_file):
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the job finished before it could be killed"
     assert not out.exists()
-    summary = stylize_video(src, out, job, FAST, ENCODE, stylizer=EchoStylizer())
-    assert 3 <= summary["resumed_frames"] < 20
+    summary = stylize_video(src, out, job, FAST, ENCODE, PREVIOUS, executor=LocalExecutor(EchoStylizer()))
+    assert 3 <= summary.resumed_frames < 20
     assert frame_times(out) == [round(i * 0.04, 4) for i in range(20)]
     assert audio_seconds(out) == pytest.approx(0.8, abs=0.03)
     assert not JobFolder(out).path.exists()
@@ -269,22 +271,22 @@ def test_frame_folders_in_and_out(tmp_path, job):
     src, frames_out = tmp_path / "in.mp4", tmp_path / "styled"
     times = make_video(src, frames=5, vfr=True)
     events = []
-    summary = stylize_video(src, frames_out, job, FAST, EncodeConfig(output_size=24), on_event=events.append,
-                            stylizer=EchoStylizer())
+    summary = stylize_video(src, frames_out, job, FAST, EncodeConfig(output_size=24), PREVIOUS, on_event=events.append,
+                            executor=LocalExecutor(EchoStylizer()))
     names = sorted(p.name for p in frames_out.iterdir())
     assert names == ["000000.png", "000001.png", "000002.png", "000003.png", "000004.png", "timecodes.txt"]
-    assert (summary["width"], summary["height"]) == (24, 16)
+    assert (summary.width, summary.height) == (24, 16)
     timecodes = (frames_out / "timecodes.txt").read_text().split("\n")
     assert timecodes[0] == "# timecode format v2" and [float(t) for t in timecodes[1:6]] == times
     assert any(isinstance(e, Notice) and "no sound" in e.message for e in events)
     # ...and that folder as the input of another job, at 10 fps.
     again = tmp_path / "again.mp4"
-    summary = stylize_video(frames_out, again, job, VideoConfig(size=24, first_iterations=1, iterations=1, fps=10),
-                            ENCODE, stylizer=EchoStylizer())
+    summary = stylize_video(frames_out, again, job.__class__(job.styles, job.style.replace(size=24, iterations=1)),
+                            VideoConfig(iterations=1, fps=10), ENCODE, PREVIOUS, executor=LocalExecutor(EchoStylizer()))
     assert frame_times(again) == [0.0, 0.1, 0.2, 0.3, 0.4]
     with pytest.raises(OutputExistsError):
-        stylize_video(src, frames_out, job, FAST, ENCODE, stylizer=EchoStylizer())
-    stylize_video(src, frames_out, job, FAST, ENCODE, overwrite=True, stylizer=EchoStylizer())
+        stylize_video(src, frames_out, job, FAST, ENCODE, PREVIOUS, executor=LocalExecutor(EchoStylizer()))
+    stylize_video(src, frames_out, job, FAST, ENCODE, PREVIOUS, overwrite=True, executor=LocalExecutor(EchoStylizer()))
     assert len(list(frames_out.glob("*.png"))) == 5 and not JobFolder(frames_out).path.exists()
 
 
@@ -310,8 +312,8 @@ def test_warped_is_the_default_and_writes_a_stability_report(tmp_path, job):
     src, out, report = tmp_path / "in.mkv", tmp_path / "out.mp4", tmp_path / "stability.json"
     make_pan(src, frames=5)
     stylizer = EchoStylizer()
-    summary = stylize_video(src, out, job, WARPED, ENCODE, stylizer=stylizer, report_path=report)
-    assert VideoConfig().init == "warped"
+    summary = stylize_video(src, out, job, WARPED, ENCODE, executor=LocalExecutor(stylizer), report_path=report)
+    assert TemporalConfig().init == "warped"
     # Frames after the first start from the flow-warped previous result, held by a temporal term.
     assert stylizer.calls[0]["temporal"] is None
     later = stylizer.calls[1:]
@@ -319,25 +321,25 @@ def test_warped_is_the_default_and_writes_a_stability_report(tmp_path, job):
     assert all(c["temporal"].mask.shape == (1, 1, 24, 32) for c in later)
     data = json.loads(report.read_text())
     assert data["frames"] == 5 and len(data["per_frame"]) == 4
-    assert data["warping_error"] == pytest.approx(summary["warping_error"])
+    assert data["warping_error"] == pytest.approx(summary.warping_error)
     assert data["seconds_per_frame"] is not None and data["extra"]["init"] == "warped"
     # Each stylized frame's losses, measured from the saved frames against the input frames.
     styles = data["per_frame_losses"]["style"]
     assert len(styles) == 5 and len(data["per_frame_losses"]["content"]) == 5
     first = np.asarray(decoded(src)[0], np.float32) / 255
     assert styles[0] == pytest.approx((first + 0.25).mean() / 2, abs=2e-3)  # the echo of frame 0
-    assert data["losses"]["style"] == pytest.approx(np.mean(styles)) == pytest.approx(summary["style_loss"])
+    assert data["losses"]["style"] == pytest.approx(np.mean(styles)) == pytest.approx(summary.style_loss)
     assert data["long_term"] == {}  # 5 frames: none are LONG_TERM_STRIDE apart
 
 
 def test_the_report_measures_frames_ten_apart_on_a_longer_clip(tmp_path, job):
     import json
 
-    from pipeline.jobs.video import LONG_TERM_STRIDE
+    from pipeline.jobs.video_report import LONG_TERM_STRIDE
 
     src, out, report = tmp_path / "in.mkv", tmp_path / "out.mp4", tmp_path / "stability.json"
     make_pan(src, frames=LONG_TERM_STRIDE + 2)
-    stylize_video(src, out, job, WARPED, ENCODE, stylizer=EchoStylizer(), report_path=report)
+    stylize_video(src, out, job, WARPED, ENCODE, executor=LocalExecutor(EchoStylizer()), report_path=report)
     far = json.loads(report.read_text())["long_term"]
     assert far["stride"] == LONG_TERM_STRIDE and len(far["per_frame"]) == 2
     assert far["warping_error"] == pytest.approx(np.mean([e for e in far["per_frame"] if e is not None]))
@@ -355,16 +357,18 @@ def test_long_term_resumes_to_the_same_result(tmp_path, job, monkeypatch):
     src, whole, resumed = tmp_path / "in.mkv", tmp_path / "whole.mkv", tmp_path / "resumed.mkv"
     make_pan(src, frames=7)
     lossless, settings = EncodeConfig(codec="ffv1"), TemporalConfig(long_term=2)
-    stylize_video(src, whole, job, WARPED, lossless, stylizer=EchoStylizer(), temporal=settings)
+    stylize_video(src, whole, job, WARPED, lossless, executor=LocalExecutor(EchoStylizer()), temporal=settings)
     # Frames 2..6 each had the frame two back, from the same shot; --carry offset (the default) folds
     # it in twice per frame: into the moved result and into the moved offset.
     assert len(used) == 2 * 5
     with pytest.raises(KeyboardInterrupt):
-        stylize_video(src, resumed, job, WARPED, lossless, stylizer=EchoStylizer(fail_at=4), temporal=settings)
+        stylize_video(src, resumed, job, WARPED, lossless,
+                      executor=LocalExecutor(EchoStylizer(fail_at=4)), temporal=settings)
     used.clear()
-    summary = stylize_video(src, resumed, job, WARPED, lossless, stylizer=EchoStylizer(), temporal=settings)
+    summary = stylize_video(src, resumed, job, WARPED, lossless,
+                            executor=LocalExecutor(EchoStylizer()), temporal=settings)
     # The resumed frames 4..6 found frames 2..4 (two from the job folder) exactly as the whole run did.
-    assert summary["resumed_frames"] == 4 and len(used) == 2 * 3
+    assert summary.resumed_frames == 4 and len(used) == 2 * 3
     assert all(np.array_equal(a, b) for a, b in zip(decoded(whole), decoded(resumed), strict=True))
 
 
@@ -374,38 +378,39 @@ def test_temporal_settings_are_part_of_the_resume_state(tmp_path, job):
     src, out = tmp_path / "in.mkv", tmp_path / "out.mp4"
     make_pan(src, frames=4)
     with pytest.raises(KeyboardInterrupt):
-        stylize_video(src, out, job, WARPED, ENCODE, stylizer=EchoStylizer(fail_at=2),
+        stylize_video(src, out, job, WARPED, ENCODE, executor=LocalExecutor(EchoStylizer(fail_at=2)),
                       temporal=TemporalConfig(weight=50))
     with pytest.raises(ConfigError, match="temporal"):
-        stylize_video(src, out, job, WARPED, ENCODE, stylizer=EchoStylizer(), temporal=TemporalConfig(weight=5))
-    summary = stylize_video(src, out, job, WARPED, ENCODE, stylizer=EchoStylizer(),
+        stylize_video(src, out, job, WARPED, ENCODE,
+                      executor=LocalExecutor(EchoStylizer()), temporal=TemporalConfig(weight=5))
+    summary = stylize_video(src, out, job, WARPED, ENCODE, executor=LocalExecutor(EchoStylizer()),
                             temporal=TemporalConfig(weight=50))
-    assert summary["resumed_frames"] == 2 and summary["frames"] == 4
+    assert summary.resumed_frames == 2 and summary.frames == 4
 
 
 def test_the_report_measures_content_drift_on_request(tmp_path, job):
-    import dataclasses
     import json
 
     from PIL import Image
 
     src, report = tmp_path / "in.mkv", tmp_path / "stability.json"
     make_pan(src, frames=5)
-    with pytest.raises(ConfigError, match="--report"):
-        stylize_video(src, tmp_path / "x.mp4", job, WARPED, ENCODE, stylizer=EchoStylizer(), report_drift=True)
+    with pytest.raises(ConfigError, match="report_drift is part of the stability report"):
+        stylize_video(src, tmp_path / "x.mp4", job, WARPED, ENCODE,
+                      executor=LocalExecutor(EchoStylizer()), report_drift=True)
     drifts, floors = {}, {}
     for init in ("frame", "warped"):
         events = []
-        summary = stylize_video(src, tmp_path / f"{init}.mp4", job, dataclasses.replace(WARPED, init=init), ENCODE,
-                                stylizer=EchoStylizer(), report_path=report, report_drift=True,
+        summary = stylize_video(src, tmp_path / f"{init}.mp4", job, WARPED, ENCODE, TemporalConfig(init=init),
+                                executor=LocalExecutor(EchoStylizer()), report_path=report, report_drift=True,
                                 on_event=events.append)
         drift = json.loads(report.read_text())["drift"]
         assert drift["frames"] == [1, 2, 3, 4] and len(drift["per_frame"]) == 4
-        assert summary["drift"]["last"] == pytest.approx(drift["last"])
+        assert summary.drift["last"] == pytest.approx(drift["last"])
         assert any(isinstance(e, Notice) and "drift" in e.message for e in events)
         drifts[init] = drift["per_frame"]
         # Frames 1-4 alone and their neighbours: the floor of frames 2-4 (frame 0 is not sampled).
-        assert drift["floor_frames"] == [2, 3, 4] and summary["drift"]["floor_last"] == drift["floor_last"]
+        assert drift["floor_frames"] == [2, 3, 4] and summary.drift["floor_last"] == drift["floor_last"]
         floors[init] = drift["floor_per_frame"]
     # Frames stylized on their own are exactly what the drift measure compares with: no drift. The
     # echo chain keeps half of the previous frame, which differs from the frame's own result.

@@ -94,6 +94,36 @@ def _write_tone(container, stream, milliseconds: int) -> None:
         container.mux(packet)
 
 
+def two_shot_video(path: Path, frames_a: int, frames_b: int, size=(48, 32)) -> list[int]:
+    """Shot A (dark, drifting) then shot B (bright, another picture), 25 fps, with sound; returns the
+    frames' times in ms. Each shot is a camera panning one pixel a frame over a smooth picture (flow
+    that is easy to follow), and the change of shot is a scene cut by any measure."""
+    from tests.conftest import pattern
+
+    width, height = size
+    container = av.open(str(path), "w")
+    video = container.add_stream("libx264", rate=25)
+    video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+    video.time_base = video.codec_context.time_base = MS
+    sound = container.add_stream("aac", rate=48000)
+    sound.layout = "mono"
+    dark = pattern(width + frames_a, height, seed=1) // 3
+    bright = 150 + pattern(width + frames_b, height, seed=5) // 3
+    times = []
+    for i in range(frames_a + frames_b):
+        rgb = dark[:, i : i + width] if i < frames_a else bright[:, i - frames_a : i - frames_a + width]
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        frame.pts, frame.time_base = i * 40, MS
+        times.append(i * 40)
+        for packet in video.encode(frame):
+            container.mux(packet)
+    for packet in video.encode():
+        container.mux(packet)
+    _write_tone(container, sound, (frames_a + frames_b) * 40)
+    container.close()
+    return times
+
+
 def frame_times(path: Path) -> list[float]:
     with av.open(str(path)) as c:
         return [round(float(f.time), 4) for f in c.decode(video=0)]

@@ -13,7 +13,8 @@ from PIL import Image
 from pipeline.config import ScaleConfig
 from pipeline.errors import ConfigError
 from pipeline.scale.cluster import worker_shape
-from pipeline.scale.folder import shared_folders_problem
+from pipeline.scale.ray_pool import shared_paths_problem
+from pipeline.scale.work import SharedPaths
 from tests.conftest import pattern, stripes
 
 
@@ -39,7 +40,7 @@ def test_gpus_are_requested_only_where_gpus_exist_and_the_job_may_use_them():
 
 def test_scale_config_refuses_nonsense():
     for bad in (0, -1, "many"):
-        with pytest.raises(ConfigError, match="--workers"):
+        with pytest.raises(ConfigError, match="workers must be 'auto' or a positive whole number"):
             ScaleConfig(workers=bad)
 
 
@@ -50,11 +51,13 @@ def test_shared_folder_check_names_what_a_worker_cannot_see(tmp_path):
     (src / "a.png").write_bytes(b"x")
     probe = out / ".probe.part"
     probe.write_text("token")
-    assert shared_folders_problem(src, src / "a.png", probe, "token") is None
-    assert "input folder" in shared_folders_problem(tmp_path / "elsewhere", src / "a.png", probe, "token")
+    shared = SharedPaths((src, src / "a.png"), out)
+    assert shared_paths_problem(shared, probe, "token") is None
+    elsewhere = SharedPaths((tmp_path / "elsewhere", src / "a.png"), out)
+    assert "cannot see the input" in shared_paths_problem(elsewhere, probe, "token")
     # Another machine's local folder of the same name: the driver's probe is not there (or not the same).
-    assert "output folder" in shared_folders_problem(src, src / "a.png", probe, "other")
-    assert "output folder" in shared_folders_problem(src, src / "a.png", out / "missing.part", "token")
+    assert "output folder" in shared_paths_problem(shared, probe, "other")
+    assert "output folder" in shared_paths_problem(shared, out / "missing.part", "token")
 
 
 def test_without_workers_ray_is_never_imported(tmp_path):

@@ -24,9 +24,16 @@ from pipeline.jobs.folder import stylize_folder
 from tests.conftest import pattern, stripes
 
 ray = pytest.importorskip("ray", reason="the scale-out tests need the ray extra (make test installs it)")
+from pipeline.scale.ray_pool import RayExecutor  # noqa: E402  (needs Ray)
 
-GOOD = [f"p{i}.png" if i % 2 else f"sub/p{i}.jpg" for i in range(5)]
+# Enough images that when the first is done each worker still has another one in flight (the pool
+# keeps two per worker while more wait than there are workers): the kill test needs that.
+GOOD = [f"p{i}.png" if i % 2 else f"sub/p{i}.jpg" for i in range(9)]
 ONE_THREAD = ScaleConfig(workers=2, threads=1)
+
+
+def workers(scale: ScaleConfig = ONE_THREAD) -> RayExecutor:
+    return RayExecutor(scale)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +70,7 @@ def reference(folder, job) -> dict[str, np.ndarray]:
         summary = stylize_folder(folder / "in", folder / "one-process", job, FolderConfig(batch_size=1))
     finally:
         torch.set_num_threads(threads)
-    assert summary["done"] == len(GOOD) and len(summary["failed"]) == 1
+    assert summary.done == len(GOOD) and len(summary.failed) == 1
     return outputs(folder / "one-process")
 
 
@@ -79,20 +86,20 @@ def assert_same_pixels(out: Path, reference: dict[str, np.ndarray]) -> None:
         assert np.array_equal(got[rel], pixels), f"{rel} differs from the one-process result"
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_workers_give_the_one_process_results(local_ray, folder, job, reference, workers):
+@pytest.mark.parametrize("count", [1, 2])
+def test_workers_give_the_one_process_results(local_ray, folder, job, reference, count):
     events = []
-    out = folder / f"workers-{workers}"
-    summary = stylize_folder(folder / "in", out, job, scale=ScaleConfig(workers=workers, threads=1),
+    out = folder / f"workers-{count}"
+    summary = stylize_folder(folder / "in", out, job, executor=workers(ScaleConfig(workers=count, threads=1)),
                              on_event=events.append)
     assert_same_pixels(out, reference)
-    assert summary["done"] == len(GOOD) and summary["retried"] == 0
-    assert [f["input"] for f in summary["failed"]] == ["broken.png"]
-    assert summary["device"].startswith(f"ray: {workers} worker")
+    assert summary.done == len(GOOD) and summary.retried == 0
+    assert [f["input"] for f in summary.failed] == ["broken.png"]
+    assert summary.device.startswith(f"ray: {count} worker")
     done = [e for e in events if isinstance(e, ev.ItemDone)]
     assert sorted(e.name for e in done) == sorted(GOOD)
-    assert {e.worker for e in done} == {f"w{i + 1}" for i in range(workers)}  # every worker took images
-    assert len([e for e in events if isinstance(e, ev.WorkerStarted)]) == workers
+    assert {e.worker for e in done} == {f"w{i + 1}" for i in range(count)}  # every worker took images
+    assert len([e for e in events if isinstance(e, ev.WorkerStarted)]) == count
 
 
 def test_a_worker_killed_mid_job_costs_only_its_images_in_flight(local_ray, folder, job, reference):
@@ -109,12 +116,12 @@ def test_a_worker_killed_mid_job_costs_only_its_images_in_flight(local_ray, fold
             os.kill(pids[event.worker], signal.SIGKILL)
 
     out = folder / "killed"
-    summary = stylize_folder(folder / "in", out, job, scale=ONE_THREAD, on_event=on_event)
-    assert killed and summary["retried"] >= 1
+    summary = stylize_folder(folder / "in", out, job, executor=workers(), on_event=on_event)
+    assert killed and summary.retried >= 1
     assert any("was lost" in e.message for e in events if isinstance(e, ev.Notice))
     # (Ray restarts the killed worker in a new process; the other one may well finish the job first.)
     assert all(e.pid != killed[0] for e in [e for e in events if isinstance(e, ev.WorkerStarted)][2:])
-    assert summary["done"] == len(GOOD) and [f["input"] for f in summary["failed"]] == ["broken.png"]
+    assert summary.done == len(GOOD) and [f["input"] for f in summary.failed] == ["broken.png"]
     assert Counter(e.name for e in events if isinstance(e, ev.ItemDone)) == Counter(GOOD)  # each counted once
     assert_same_pixels(out, reference)
 
@@ -130,15 +137,15 @@ def test_interrupt_stops_every_worker_and_a_rerun_resumes(local_ray, folder, job
 
     out = folder / "interrupted"
     with pytest.raises(KeyboardInterrupt):
-        stylize_folder(folder / "in", out, job, scale=ONE_THREAD, on_event=on_event)
+        stylize_folder(folder / "in", out, job, executor=workers(), on_event=on_event)
     assert len(pids) == 2
     deadline = time.monotonic() + 10
     while any(_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(_alive(pid) for pid in pids.values()), "a worker outlived the interrupt"
     assert not [p for p in out.rglob("*.part")], "half-written files left behind"
-    summary = stylize_folder(folder / "in", out, job, scale=ONE_THREAD)
-    assert summary["skipped"] >= 1 and summary["done"] + summary["skipped"] == len(GOOD)
+    summary = stylize_folder(folder / "in", out, job, executor=workers())
+    assert summary.skipped >= 1 and summary.done + summary.skipped == len(GOOD)
     assert_same_pixels(out, reference)
 
 
@@ -148,3 +155,26 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def test_workers_that_cannot_start_are_an_error_naming_what_they_lack(local_ray, folder, job):
+    """Another job holds every CPU of the cluster: the workers never start, and the job says why
+    after the start timeout instead of waiting forever."""
+    from pipeline.errors import ConfigError
+
+    @ray.remote(num_cpus=2)
+    class Hog:
+        def ready(self):
+            return True
+
+    hog = Hog.remote()
+    ray.get(hog.ready.remote())
+    try:
+        with pytest.raises(ConfigError) as caught:
+            stylize_folder(folder / "in", folder / "starved", job,
+                           executor=workers(ScaleConfig(workers=1, threads=1, start_timeout=2)))
+    finally:
+        ray.kill(hog)
+    message = str(caught.value)
+    assert "only 0 of 1 Ray workers started within 2 s" in message
+    assert "each asks for 1 CPU, the cluster has 0 CPU free" in message and "ScaleConfig.workers" in message

@@ -1,58 +1,47 @@
-"""A video over real Ray workers: shots, chunks with a cross-faded overlap, every frame once, in order."""
+"""A video over real Ray workers (a local Ray, 2 CPUs, started once for this module).
+
+The reference is the one-process job with the same chunking at one torch thread: workers run one
+thread each here, and results are bit-identical only at equal thread counts (float sums in another
+order, which the optimisation then amplifies).
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+from collections import Counter
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+import torch
 
-from pipeline.config import EncodeConfig, EngineConfig, JobConfig, ScaleConfig, StyleConfig, StyleImage, VideoConfig
+from pipeline import events as ev
+from pipeline.config import (
+    EncodeConfig,
+    EngineConfig,
+    JobConfig,
+    ScaleConfig,
+    StyleConfig,
+    StyleImage,
+    TemporalConfig,
+    VideoConfig,
+)
+from pipeline.jobs.video import stylize_video
 from pipeline.jobs.video_resume import JobFolder
-from pipeline.scale.video import Chunk, fade_weight, plan_chunks
-from tests.conftest import pattern
-from tests.media.test_video import MS, _write_tone, audio_seconds, frame_times
+from pipeline.scale.local import LocalExecutor
+from tests.conftest import stripes
+from tests.media.test_video import audio_seconds, frame_times, two_shot_video
 
 ray = pytest.importorskip("ray", reason="the scale-out tests need the ray extra (make test installs it)")
+from pipeline.scale.ray_pool import RayExecutor  # noqa: E402  (needs Ray)
 
-
-def test_chunks_cover_every_frame_once_and_leads_stay_inside_their_shot():
-    chunks = plan_chunks([0, 5], frames=16, max_chunk=4, overlap=2)
-    assert chunks == [Chunk(0, 4, 0), Chunk(4, 5, 2), Chunk(5, 9, 0), Chunk(9, 13, 2), Chunk(13, 16, 2)]
-    owned = [i for c in chunks for i in range(c.start, c.end)]
-    assert owned == list(range(16))
-    cut_chunk = chunks[2]
-    assert cut_chunk.lead == 0  # a new shot starts a fresh chain: nothing to blend with
-    # The fade hands over gradually: the earlier chain's share falls over the lead frames.
-    assert [fade_weight(i, chunks[3]) for i in (7, 8)] == pytest.approx([1 / 3, 2 / 3])
-
-
-def two_shot_video(path: Path, frames_a: int, frames_b: int, size=(48, 32)) -> list[int]:
-    """Shot A (dark, drifting) then shot B (bright, another picture), 25 fps, with sound."""
-    width, height = size
-    container = av.open(str(path), "w")
-    video = container.add_stream("libx264", rate=25)
-    video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-    video.time_base = video.codec_context.time_base = MS
-    sound = container.add_stream("aac", rate=48000)
-    sound.layout = "mono"
-    # Each shot: a camera panning one pixel a frame over a smooth picture (flow that is easy to follow).
-    dark = pattern(width + frames_a, height, seed=1) // 3
-    bright = 150 + pattern(width + frames_b, height, seed=5) // 3
-    times = []
-    for i in range(frames_a + frames_b):
-        rgb = dark[:, i : i + width] if i < frames_a else bright[:, i - frames_a : i - frames_a + width]
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        frame.pts, frame.time_base = i * 40, MS
-        times.append(i * 40)
-        for packet in video.encode(frame):
-            container.mux(packet)
-    for packet in video.encode():
-        container.mux(packet)
-    _write_tone(container, sound, (frames_a + frames_b) * 40)
-    container.close()
-    return times
+CHUNKS = {"max_chunk": 3, "overlap": 1}
+LOSSLESS = EncodeConfig(codec="ffv1")
+VIDEO = VideoConfig(iterations=3)
+LONG_TERM = TemporalConfig(long_term=2)
 
 
 @pytest.fixture(scope="module")
@@ -62,56 +51,139 @@ def local_ray():
     ray.shutdown()
 
 
-def test_video_over_workers_keeps_every_frame_in_order_with_timing_and_sound(local_ray, tmp_path, style_file):
-    from pipeline.scale.video import stylize_video_distributed
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> tuple[Path, list[int]]:
+    root = tmp_path_factory.mktemp("video-ray")
+    times = two_shot_video(root / "in.mp4", 5, 7)  # 2 shots: 5 frames, then 7
+    return root / "in.mp4", times
 
-    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
-    times = two_shot_video(src, 5, 7)
-    job = JobConfig(styles=(StyleImage(style_file),), style=StyleConfig(scales=1), engine=EngineConfig(device="cpu"))
-    video = VideoConfig(size=32, first_iterations=4, iterations=2)
-    summary = stylize_video_distributed(src, out, job, video, EncodeConfig(preset="ultrafast"),
-                                        ScaleConfig(workers=2, threads=1, max_chunk=3, overlap=1))
-    assert summary["shots"] == 2
-    assert [tuple(c) for c in summary["chunk_list"]] == [(0, 3, 0), (3, 5, 1), (5, 8, 0), (8, 11, 1), (11, 12, 1)]
-    assert frame_times(out) == [t / 1000 for t in times]  # every frame once, with its timestamp
-    assert audio_seconds(out) == pytest.approx(audio_seconds(src), abs=0.03)
-    with av.open(str(out)) as c:
-        brightness = [f.to_ndarray(format="rgb24").mean() for f in c.decode(video=0)]
-    # In order: the dark shot's five frames, then the bright shot's seven.
-    assert max(brightness[:5]) < min(brightness[5:])
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory) -> JobConfig:
+    from PIL import Image
+
+    style = tmp_path_factory.mktemp("video-ray-style") / "style.png"
+    Image.fromarray(stripes(48, 48)).save(style)
+    return JobConfig(styles=(StyleImage(style),), style=StyleConfig(size=32, iterations=4, scales=1),
+                     engine=EngineConfig(device="cpu"))
+
+
+def one_thread(run):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return run()
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def reference(clip, job, tmp_path_factory):
+    """The one-process job with the workers' chunking (one torch thread), with its stability report."""
+    root = tmp_path_factory.mktemp("video-ray-reference")
+    out, report = root / "out.mkv", root / "report.json"
+    summary = one_thread(lambda: stylize_video(clip[0], out, job, VIDEO, LOSSLESS, LONG_TERM,
+                                               executor=LocalExecutor(**CHUNKS), report_path=report,
+                                               report_drift=True))
+    return summary, decoded(out), json.loads(report.read_text()), audio_seconds(out)
+
+
+def decoded(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def test_the_shots_are_cut_into_chunks_with_a_hand_over_inside_each_shot(reference):
+    summary = reference[0]
+    assert summary.shots == [0, 5]
+    assert summary.chunks == [(0, 3, 0), (3, 5, 1), (5, 8, 0), (8, 11, 1), (11, 12, 1)]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_give_the_frames_and_report_of_one_process(local_ray, clip, job, reference, tmp_path, workers):
+    """The same job on Ray workers, --long-term and the report with drift included, is the same video:
+    every frame once, in order, with its timing and sound, and bit for bit the one-process frames."""
+    src, times = clip
+    out, report = tmp_path / "out.mkv", tmp_path / "report.json"
+    events = []
+    summary = stylize_video(src, out, job, VIDEO, LOSSLESS, LONG_TERM, on_event=events.append,
+                            executor=RayExecutor(ScaleConfig(workers=workers, threads=1, **CHUNKS)),
+                            report_path=report, report_drift=True)
+    expected, frames, expected_report, sound = reference
+    assert summary.device.startswith(f"ray: {workers} worker")
+    assert (summary.chunks, summary.shots, summary.frames, summary.stylized_frames) == \
+        (expected.chunks, expected.shots, 12, 12)
+    assert frame_times(out) == [t / 1000 for t in times]
+    assert audio_seconds(out) == sound > 0.4  # the sound is copied as in one process
+    got = decoded(out)
+    assert len(got) == len(frames) and all(np.array_equal(a, b) for a, b in zip(got, frames))
+    done = [e for e in events if isinstance(e, ev.ItemDone)]
+    assert sorted(e.name for e in done) == sorted(f"frame {i + 1}/12" for i in range(12))  # each frame once
+    assert {e.worker for e in done} == {f"w{i + 1}" for i in range(workers)}  # every worker took chunks
+    data = json.loads(report.read_text())
+    # Same frames, same network at the same thread count: the report's numbers are the same too.
+    for key in ("per_frame", "long_term", "per_frame_losses", "drift"):
+        assert data[key] == expected_report[key], key
+    assert (summary.warping_error, summary.drift) == (expected.warping_error, expected.drift)
     assert not JobFolder(out).path.exists()
 
 
-def test_seam_figures_split_boundary_pairs_from_the_rest_and_skip_cuts():
-    from pipeline.scale.seams import seam_figures, seam_pairs
+def test_a_worker_killed_mid_chunk_costs_only_its_unfinished_frames(local_ray, clip, job, reference, tmp_path):
+    """kill -9 of the worker that just reported a frame, in the middle of its chunk: its chunk goes to
+    a worker in another process, which keeps the frames saved so far, and the video has every frame
+    once, the same as without the kill."""
+    pids, events, killed = {}, [], {}
+    chunks = [range(s - lead, e) for s, e, lead in reference[0].chunks]
 
-    chunks = plan_chunks([0, 6], frames=10, max_chunk=3, overlap=1)  # (0,3,0) (3,6,1) (6,9,0) (9,10,1)
-    assert seam_pairs(chunks, [0, 6]) == {2, 3, 8, 9}
-    errors = [1.0, 5.0, 5.0, 1.0, 1.0, 9.0, 1.0, 3.0, 3.0]  # pair k is frames (k, k+1); pair 5 crosses the cut
-    figures = seam_figures(errors, chunks, [0, 6])
-    assert figures["seam"] == pytest.approx(4.0) and figures["inside"] == pytest.approx(1.0)
-    assert (figures["seam_pairs"], figures["inside_pairs"], figures["ratio"]) == (4, 4, pytest.approx(4.0))
+    def on_event(event):
+        events.append(event)
+        if isinstance(event, ev.WorkerStarted):
+            pids[event.name] = event.pid
+        if isinstance(event, ev.ItemDone) and not killed:
+            index = int(event.name.split()[1].split("/")[0]) - 1
+            chunk = next(c for c in chunks if index in c)
+            if index + 1 < chunk.stop:  # frames of this chunk are still to come
+                killed.update(pid=pids[event.worker], chunk=chunk, after=len(events))
+                os.kill(killed["pid"], signal.SIGKILL)  # as when a machine dies
+
+    out = tmp_path / "out.mkv"
+    summary = stylize_video(clip[0], out, job, VIDEO, LOSSLESS, LONG_TERM, on_event=on_event,
+                            executor=RayExecutor(ScaleConfig(workers=2, threads=1, **CHUNKS)))
+    assert killed, "no frame was reported in the middle of a chunk"
+    assert summary.retried >= 1 and any("was lost" in e.message for e in events if isinstance(e, ev.Notice))
+    # The killed chunk's later frames came from a live process: the other worker or the restarted one.
+    later = [e for e in events[killed["after"]:] if isinstance(e, ev.ItemDone)
+             and int(e.name.split()[1].split("/")[0]) - 1 in killed["chunk"]]
+    assert later
+    now = dict(pids)
+    for e in events[killed["after"]:]:  # which process each name had when it reported
+        if isinstance(e, ev.WorkerStarted):
+            now[e.name] = e.pid
+        elif e in later:
+            assert now[e.worker] != killed["pid"]
+    # Every frame once (none lost, none counted twice), and the frames are the uninterrupted job's.
+    counted = Counter(e.name for e in events if isinstance(e, ev.ItemDone))
+    assert counted == Counter(f"frame {i + 1}/12" for i in range(12)) and summary.stylized_frames == 12
+    assert frame_times(out) == [t / 1000 for t in clip[1]]
+    assert all(np.array_equal(a, b) for a, b in zip(decoded(out), reference[1], strict=True))
 
 
-def test_a_chunk_resumes_from_its_last_saved_frame(tmp_path, style_file):
-    """What a re-queued chunk does (no Ray needed: the worker is a plain class): frames already in
-    the job folder are kept and the chain goes on from them; only the missing ones are stylized."""
-    from pipeline.config import TemporalConfig
-    from pipeline.scale.video import LEAD, VideoWorker
+def test_a_users_error_in_a_worker_is_raised_as_itself(local_ray, clip, job, tmp_path):
+    """A StylizeError raised on a worker (here: the input gone when the worker opens it) reaches the
+    driver as that error, one line for the CLI, not wrapped in Ray's remote traceback."""
+    import dataclasses
+    import functools
 
-    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
-    two_shot_video(src, 6, 0)
-    job = JobConfig(styles=(StyleImage(style_file),), style=StyleConfig(size=32, iterations=3, scales=1),
-                    engine=EngineConfig(device="cpu"))
-    worker = VideoWorker(job, VideoConfig(size=32, first_iterations=3, iterations=2), TemporalConfig(), 1)
-    folder = JobFolder(out)
-    folder.open({"test": 1}, overwrite=False)
-    chunk = Chunk(2, 6, lead=2)
-    assert worker.render(src, out, chunk, (21, 32)) == 6
-    assert folder.frame_path(0, LEAD).exists() and folder.frame_path(2).exists()
-    kept = {i: folder.frame_path(i).read_bytes() for i in (2, 3)}
-    for i in (4, 5):
-        folder.frame_path(i).unlink()  # the worker died after frame 3
-    assert worker.render(src, out, chunk, (21, 32)) == 2
-    assert all(folder.frame_path(i).read_bytes() == data for i, data in kept.items())
-    assert all(folder.frame_path(i).exists() for i in range(2, 6))
+    from pipeline.errors import InputError
+    from pipeline.jobs.common import StylizerSetup
+    from pipeline.jobs.video_report import drift_frames
+    from pipeline.jobs.video_work import VideoWork
+    from pipeline.media.video import FrameWindow, probe
+
+    gone = dataclasses.replace(probe(clip[0], FrameWindow()), path=tmp_path / "gone.mp4")
+    work = VideoWork(gone, tmp_path / "out.mkv", (21, 32), first_iterations=2, iterations=2, scales=1,
+                     temporal=TemporalConfig())
+    with RayExecutor(ScaleConfig(workers=1, threads=1)).start(StylizerSetup(job)) as pool:
+        with pytest.raises(InputError) as caught:
+            list(pool.map(functools.partial(drift_frames, work=work), [0]))
+    assert type(caught.value) is InputError and str(caught.value) == f"{tmp_path / 'gone.mp4'}: no such file"

@@ -1,0 +1,59 @@
+"""The single-image job: one image file in, one stylized image file out (atomically)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from pipeline.config import JobConfig
+from pipeline.errors import OutputExistsError
+from pipeline.events import EventCallback, ItemDone, ItemStarted, Iteration, JobFinished, JobStarted, Notice, ignore
+from pipeline.jobs.common import build_stylizer, check_output, check_styles
+from pipeline.jobs.write_errors import output_write_error, refused_write
+from pipeline.results import ImageSummary
+
+
+def stylize_image_file(
+    input_path: Path,
+    output_path: Path,
+    job: JobConfig,
+    *,
+    overwrite: bool = False,
+    quality: int = 95,
+    on_event: EventCallback = ignore,
+    stylizer=None,
+) -> ImageSummary:
+    """Stylize one image file into ``output_path`` (atomically). Returns the job summary."""
+    from pipeline.media.images import fit_long_side, load_image, resize, save_format_for, save_image
+
+    input_path, output_path = Path(input_path), Path(output_path)
+    check_styles(job)
+    # The input is read before the output is judged: a mistyped input name is a likelier mistake
+    # than the output's type.
+    image = load_image(input_path)
+    check_output(output_path, overwrite)
+    if output_path.resolve() == input_path.resolve():
+        raise OutputExistsError(f"{output_path}: output would replace the input")
+    fmt = save_format_for(output_path)
+    stylizer = stylizer or build_stylizer(job)
+    size = fit_long_side(image.rgb.shape[-2], image.rgb.shape[-1], job.style.size)
+    content = resize(image.rgb, size)
+
+    start = time.perf_counter()
+    on_event(JobStarted("image", job.style.iterations, "it", input_path.name))
+    on_event(ItemStarted(input_path.name, job.style.iterations))
+    result = stylizer.stylize(content, on_progress=lambda d, t, loss: on_event(Iteration(d, t, loss)),
+                              on_notice=lambda message: on_event(Notice(message)))
+    alpha = image.alpha
+    try:
+        save_image(result.image.cpu(), output_path, alpha=alpha, info=image.info, quality=quality, fmt=fmt)
+    except OSError as exc:
+        if (code := refused_write(exc, output_path.parent)) is None:
+            raise
+        raise output_write_error(code, output_path.parent, f"{output_path.name} was not written") from exc
+    seconds = time.perf_counter() - start
+    on_event(ItemDone(input_path.name, output_path, seconds, result.losses))
+    summary = ImageSummary(str(output_path), size[1], size[0], result.evaluations, seconds,
+                           seconds / max(1, result.evaluations), str(stylizer.device), result.losses)
+    on_event(JobFinished(summary))
+    return summary

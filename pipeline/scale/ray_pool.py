@@ -1,0 +1,292 @@
+"""Ray workers as an executor (``--workers N``, ``--ray-address``): one pool that serves any job.
+
+The driver (the caller's process) keeps everything a job keeps in one process: its plan, resume,
+records, events and report. Workers are long-lived Ray actors; each builds the job's Stylizer once
+(``setup``), then runs whatever work function it is handed, one unit per call, and its results
+stream back as they are made (a Ray streaming generator). A job's outputs are written by the workers
+straight into their final place under the output (atomic renames), so every worker must see the
+input and the output at the same paths: the pool checks that before any work.
+
+Work is handed out as workers free up, at most ``in_flight`` units per worker, so a slow unit or a
+slow GPU never holds the others back. A worker that dies (its process killed, its node lost) is
+restarted by Ray; the units it had go back to the queue, and the work function, called again on a
+unit, keeps what the dead worker had finished. This module and cluster.py are the only ones that
+import Ray, and only once a job asks for workers.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from pipeline.config import ScaleConfig
+from pipeline.errors import ConfigError, StylizeError, setting
+from pipeline.events import EventCallback, Notice, WorkerStarted, ignore
+from pipeline.scale.cluster import WorkerShape, cluster_resources, connect, worker_shape
+from pipeline.scale.work import Done, Finishes, GaveUp, Outcome, Setup, SharedPaths, WorkFunction
+
+POLL = 0.5  # seconds between checks for Ctrl-C while waiting on workers
+
+
+class Worker:
+    """One worker process: builds the job's state once, then runs the work functions it is handed.
+
+    A plain class; ``RayExecutor`` turns it into a Ray actor, so it can be tested without Ray.
+    """
+
+    def __init__(self, setup: Setup, threads: int):
+        import torch
+
+        # Ray pins each CPU worker to a share of the cores; torch would otherwise start one thread
+        # per core in every worker, and the workers would fight over the cores.
+        torch.set_num_threads(threads)
+        self.state = setup()
+
+    def identity(self) -> tuple[str, int, str]:
+        """(host, pid, device): answered once the state is built, so it doubles as "ready"."""
+        return socket.gethostname(), os.getpid(), str(self.state.device)
+
+    def check(self, shared: SharedPaths, probe: Path, token: str) -> str | None:
+        return shared_paths_problem(shared, probe, token)
+
+    def run(self, work: WorkFunction, units: list) -> Iterator:
+        # Progress events stay here: the driver learns everything it needs from the results.
+        yield from work(self.state, units, ignore)
+
+
+def shared_paths_problem(shared: SharedPaths, probe: Path, token: str) -> str | None:
+    """Why this process cannot use the job's paths as the driver does, or None when it can.
+
+    ``probe`` is a file the driver just wrote into ``shared.writes`` holding ``token``: finding it
+    proves that this process sees the driver's output folder, not a local one of the same name.
+    """
+    for path in shared.reads:
+        if not path.exists():
+            return f"cannot see the input {path}"
+    try:
+        seen = probe.read_text()
+    except OSError:
+        seen = None
+    if seen != token:
+        return f"cannot see the output folder {probe.parent} that the driver writes to"
+    if not os.access(probe.parent, os.W_OK):
+        return f"cannot write into the output folder {probe.parent}"
+    return None
+
+
+class RayExecutor:
+    """Ray workers, shaped by ``scale`` (how many, threads, GPUs; pipeline/scale/cluster.py)."""
+
+    def __init__(self, scale: ScaleConfig):
+        self.scale = scale
+        self.max_chunk = scale.max_chunk
+        self.overlap = scale.overlap
+
+    @contextmanager
+    def start(self, setup: Setup, *, on_event: EventCallback = ignore,
+              shared: SharedPaths | None = None) -> Iterator[RayPool]:
+        import ray
+
+        started_ray = connect(self.scale)
+        pool = None
+        try:
+            cpus, gpus = cluster_resources()
+            shape = worker_shape(self.scale, cpus, gpus, setup.device)
+            actor = ray.remote(Worker).options(
+                num_cpus=shape.num_cpus, num_gpus=shape.num_gpus,
+                # Ray restarts a dead worker (on another node if its node is gone); its calls are not
+                # retried by Ray but given back to the queue here, so that each unit counts once.
+                max_restarts=self.scale.max_restarts, max_task_retries=0,
+            )
+            pool = RayPool([actor.remote(setup, shape.threads) for _ in range(shape.count)], shape, self.scale,
+                           on_event)
+            pool.wait_ready()
+            if shared is not None:
+                pool.check_shared(shared)
+            yield pool
+        finally:
+            if pool is not None:
+                pool.stop()
+            if started_ray:
+                ray.shutdown()
+
+
+class RayPool:
+    """Started worker actors: ``map`` runs a work function over units; ``stop`` kills every worker."""
+
+    spread = True
+    device = "ray"
+
+    def __init__(self, actors: list, shape: WorkerShape, scale: ScaleConfig, on_event: EventCallback):
+        self.actors, self.shape, self.scale, self.on_event = actors, shape, scale, on_event
+        self.names = [f"w{i + 1}" for i in range(len(actors))]
+        self.state = ["starting"] * len(actors)  # starting | ready | restarting | dead
+        self.in_flight: dict = {}  # streaming generator -> (unit's key, unit, worker index, unit finished)
+        self.probes: dict = {}  # ObjectRef of an identity() call -> worker index: "is it back?"
+        self.retried = 0
+        kind = "GPU" if shape.num_gpus else f"CPU, {shape.threads} thread{'s' * (shape.threads > 1)} each"
+        self.description = f"ray: {shape.count} worker{'s' * (shape.count > 1)} ({kind})"
+
+    # ------------------------------------------------------------------------------ start and stop
+
+    def wait_ready(self) -> None:
+        """Every worker's identity (its network is built by then), within the start timeout."""
+        import ray
+
+        refs = [a.identity.remote() for a in self.actors]
+        deadline = time.monotonic() + self.scale.start_timeout
+        while True:
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=POLL)
+            if len(ready) == len(refs):
+                break
+            if time.monotonic() > deadline:
+                raise ConfigError(f"only {len(ready)} of {len(refs)} Ray workers started within "
+                                  f"{self.scale.start_timeout:.0f} s: {self._not_enough()} (try fewer "
+                                  f"{setting('ScaleConfig.workers')})")
+        try:
+            identities = ray.get(refs)
+        except ray.exceptions.RayActorError as exc:
+            raise ConfigError(f"a Ray worker could not start: {_first_line(exc)}") from None
+        for i, (host, pid, device) in enumerate(identities):
+            self.state[i] = "ready"
+            self.on_event(WorkerStarted(self.names[i], host, pid, device))
+
+    def _not_enough(self) -> str:
+        """What each worker asks for against what the cluster has free (other jobs may hold the rest)."""
+        import ray
+
+        free = ray.available_resources()
+        asks = f"each asks for {self.shape.num_cpus:g} CPU"
+        has = f"the cluster has {free.get('CPU', 0):g} CPU"
+        if self.shape.num_gpus:
+            asks += f" and {self.shape.num_gpus:g} GPU"
+            has += f" and {free.get('GPU', 0):g} GPU"
+        return f"not enough free CPUs/GPUs: {asks}, {has} free"
+
+    def check_shared(self, shared: SharedPaths) -> None:
+        import ray
+
+        shared.writes.mkdir(parents=True, exist_ok=True)
+        token = uuid.uuid4().hex
+        # A .part name: if the driver is killed right now, the job's clean-up of stale parts removes it.
+        probe = shared.writes / f".stylize-probe-{token}.part"
+        probe.write_text(token)
+        try:
+            problems = ray.get([a.check.remote(shared, probe, token) for a in self.actors])
+        finally:
+            probe.unlink(missing_ok=True)
+        for name, problem in zip(self.names, problems):
+            if problem is not None:
+                raise ConfigError(f"worker {name} {problem}: every worker needs the input and the output at the "
+                                  "same paths (a shared file system)")
+
+    def stop(self) -> None:
+        """Kill every worker and wait until they are gone: after this, no worker writes anything."""
+        import ray
+
+        for actor in self.actors:
+            ray.kill(actor, no_restart=True)
+        if self.in_flight:
+            # The calls resolve (to an error) once their worker is dead.
+            ray.wait(list(self.in_flight), num_returns=len(self.in_flight), timeout=30)
+            self.in_flight.clear()
+        self.actors = []
+
+    # ------------------------------------------------------------------------------------ the work
+
+    def map(self, work: WorkFunction, units: Sequence, emit: EventCallback = ignore, *,
+            finishes: Finishes | None = None) -> Iterator[Outcome]:
+        """Run ``work`` on the workers, one unit per call; yields each result as it arrives.
+
+        ``emit`` is not used: progress events stay in the workers (the results say what was done).
+        ``finishes(unit, result)``: whether ``result`` is the unit's last, so that a worker that dies
+        between its last result and the end of the call does not get the unit redone.
+        """
+        import ray
+
+        queue = deque(enumerate(units))
+        load = [0] * len(self.actors)
+        lost = Counter()  # unit's key -> times its worker died under it
+
+        def submit() -> None:
+            while queue:
+                # A worker gets a second unit to have ready only while more units wait than there are
+                # workers: near the end the last units go to whichever worker frees up first, instead of
+                # queueing behind a busy one while another has nothing left to do.
+                limit = self.scale.in_flight if len(queue) > len(self.actors) else 1
+                ready = [i for i, s in enumerate(self.state) if s == "ready" and load[i] < limit]
+                if not ready:
+                    return
+                i = min(ready, key=lambda k: load[k])  # the least busy worker
+                key, unit = queue.popleft()
+                self.in_flight[self.actors[i].run.remote(work, [unit])] = (key, unit, i, False)
+                load[i] += 1
+
+        submit()
+        while queue or self.in_flight:
+            if not self.in_flight and not self.probes:  # work left, and no worker that runs or may come back
+                raise StylizeError(f"all {len(self.actors)} workers were lost; run the same command again to resume")
+            done, _ = ray.wait([*self.in_flight, *self.probes], num_returns=1, timeout=POLL)
+            for ref in done:
+                if ref in self.probes:
+                    self._probe_answered(ref, self.probes.pop(ref))
+                    continue
+                key, unit, i = self.in_flight[ref][:3]
+                try:
+                    value = ray.get(next(ref))
+                except StopIteration:  # the call is over: every result of it has been read
+                    del self.in_flight[ref]
+                    load[i] -= 1
+                    continue
+                except ray.exceptions.RayActorError as exc:
+                    finished = self.in_flight.pop(ref)[3]
+                    load[i] -= 1
+                    self._lost(i, exc)
+                    if finished:
+                        continue
+                    lost[key] += 1
+                    if lost[key] >= self.scale.max_attempts:
+                        yield GaveUp(unit, lost[key])
+                    else:
+                        queue.appendleft((key, unit))
+                        self.retried += 1
+                    continue
+                except ray.exceptions.RayTaskError as exc:
+                    if isinstance(exc.cause, StylizeError):  # the user's problem (a damaged input): its one line
+                        raise exc.cause from None
+                    raise exc.as_instanceof_cause() from None  # a bug in a worker: stop, as one process would
+                if finishes is not None and finishes(unit, value):
+                    self.in_flight[ref] = (key, unit, i, True)
+                yield Done(value, self.names[i])
+            submit()
+
+    def _lost(self, i: int, exc: BaseException) -> None:
+        if self.state[i] != "ready":
+            return
+        self.state[i] = "restarting"
+        self.probes[self.actors[i].identity.remote()] = i
+        self.on_event(Notice(f"worker {self.names[i]} was lost ({_first_line(exc)}); its unfinished work goes "
+                             "back to the queue"))
+
+    def _probe_answered(self, ref, i: int) -> None:
+        import ray
+
+        try:
+            host, pid, device = ray.get(ref)
+        except ray.exceptions.RayActorError:
+            self.state[i] = "dead"
+            self.on_event(Notice(f"worker {self.names[i]} could not be restarted; the others carry on"))
+            return
+        self.state[i] = "ready"
+        self.on_event(WorkerStarted(self.names[i], host, pid, device))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
