@@ -22,7 +22,7 @@ ARGS ?=
 # Install first when run in the project itself; from a media folder (-f) the install must exist.
 HERE_SETUP := $(if $(filter $(ROOT),$(CURDIR)),setup)
 
-.PHONY: setup test demo lint docs bench bench-temporal bench-scale bench-large bench-gpu clean stylize
+.PHONY: setup test demo lint docs bench bench-quality bench-temporal bench-scale bench-large bench-gpu clean stylize
 
 setup: $(STAMP)
 
@@ -71,6 +71,13 @@ out/%.styled.mp4: $(SRC_DIR)/%.avi | $(HERE_SETUP)
 
 bench: setup
 	$(BIN)/python -m pipeline.bench
+
+# Our defaults at 512 px beside jcjohnson/neural-style's published results, and Van Gogh's self-portrait on the
+# three shared photos: one sheet per pair and the figures (docs/quality.md). 7 stylizations at 512 px: about
+# 100 s each on an idle 2-core CPU (issue 18).
+# SHEETS=docs/images puts the sheets where docs/quality.md shows them.
+bench-quality: setup
+	$(BIN)/python -m pipeline.bench.looks $(if $(SHEETS),--sheets $(SHEETS))
 
 # Steadiness, style and speed of --init frame / previous / warped on real clips, and the content drift
 # of the warped runs (docs/video-drift.md: each frame stylized again on its own; an hour or more on a CPU).

@@ -121,11 +121,14 @@ class StyleConfig(_Checked):
                              check=count_or(FULL_SIZE, low=16))
     iterations: int = option(300, "Network evaluations per image, over all scales.", check=at_least(1))
     content_weight: float = option(1.0, "Weight of the content loss (alpha).", check=not_negative)
-    style_weight: float = option(3.0, "Weight of the style loss (beta); higher = stronger style.",
+    style_weight: float = option(6.0, "Weight of the style loss (beta); higher = stronger style.",
                                  check=not_negative)
     tv_weight: float = option(5.0, "Total-variation weight: smooths high-frequency noise.", check=not_negative)
+    # relu5_1 encodes whole objects, and from the photo its relative Gram error pulls 5-26x harder
+    # than relu4_1's: at weight 1 it painted the painting's faces into the photo (issue 18). At 0.02
+    # its pull is a fraction of relu4_1's (docs/design.md, how the defaults were chosen).
     style_layer_weights: tuple[float, ...] = option(
-        (1.0, 1.0, 1.0, 1.0, 1.0), "Weights of the style layers relu1_1 ... relu5_1.", cli=False,
+        (1.0, 1.0, 1.0, 1.0, 0.02), "Weights of the style layers relu1_1 ... relu5_1.", cli=False,
         check=lambda v: None if len(v) == len(STYLE_LAYERS) else f"needs {len(STYLE_LAYERS)} values (got {len(v)})")
     optimizer: str = option("lbfgs", "lbfgs or adam.", check=one_of(OPTIMIZERS))
     learning_rate: float = option(0.02, "Adam's step size (pixels in [0, 1]).", check=positive)

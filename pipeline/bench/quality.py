@@ -1,8 +1,10 @@
 """The benchmark's two quality-aware modes (``python -m pipeline.bench.speed --compare-pastiche | --schedule-study``).
 
-Both judge results with one fixed yardstick: the losses of an output image, recomputed in fp32 by
-this project's own code (same network, same Gram style loss, equal layer weights), against the same
-content and style images at the same size. A lower style loss means a stronger style.
+Both judge results with one fixed yardstick: the losses of an output image, recomputed in fp32,
+against the same content and style images at the same size: the relative Gram error summed with
+equal weights over relu1_1..relu5_1 (the loss before issue 18) and the relative relu4_2 error, as
+written in ``pipeline/bench/measures.py`` (so a change of the loss does not move it). A lower style
+loss means closer statistics, not always a better picture: ``make bench-quality`` shows them.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from pipeline.bench.common import (
     STYLE_CANDIDATES,
     first_existing,
 )
+from pipeline.bench.measures import gram_style_distances, relative_error
 from pipeline.config import CONTENT_LAYER, STYLE_LAYERS, EngineConfig, StyleConfig
 from pipeline.engine.features import VGGFeatures, build_features
-from pipeline.engine.losses import content_loss, gram, style_loss, tv_loss
+from pipeline.engine.losses import gram, tv_loss
 from pipeline.engine.optimize import Stylizer, scale_schedule
 from pipeline.media.images import fit_long_side, load_rgb, resize, resize_long_side
 
@@ -52,10 +55,10 @@ class Yardstick:
     def __call__(self, image: torch.Tensor) -> dict[str, float]:
         image = resize(image.float().cpu(), self.size)
         feats = self.features(image)
+        # Fixed formulas (pipeline/bench/measures.py), not the optimiser's loss, which may change.
         terms = {
-            "content": float(content_loss(feats[CONTENT_LAYER], self.content_target).sum()),
-            "style": float(style_loss([gram(feats[n]) for n in STYLE_LAYERS], self.style_targets,
-                                      (1.0,) * len(STYLE_LAYERS)).sum()),
+            "content": relative_error(feats[CONTENT_LAYER], self.content_target),
+            "style": sum(gram_style_distances([feats[n] for n in STYLE_LAYERS], self.style_targets)),
             "tv": float(tv_loss(image).sum()),
         }
         cfg = self.config
