@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 from PIL import Image
 
+from pipeline.config import StyleConfig
 from pipeline.jobs.preview import SHEET_KEY
 from pipeline.media.sheet import png_text
 from tests.media.test_video import make_video
@@ -68,8 +69,9 @@ def test_video_preview_writes_only_the_sheet(tmp_path, style_file):
     clip = tmp_path / "in.mp4"
     make_video(clip, frames=10, audio=False)
     out = tmp_path / "out.mp4"
+    default = StyleConfig().style_weight
     proc = run("stylize-video", clip, style_file, out, *TINY, "--preview-samples", "2", "--preview-style-weights",
-               "3", "--iterations", "7")
+               f"{default:g}", "--iterations", "7")
     assert proc.returncode == 0, proc.stderr
     assert "preview: 2 tiles at 32 px" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.preview.png", "out.preview.txt", "style.png"]
@@ -77,4 +79,4 @@ def test_video_preview_writes_only_the_sheet(tmp_path, style_file):
     assert len(commands) == 2
     params = parsed(app, commands[0])
     assert (params["input"], params["output"], params["iterations"]) == (clip, out, 7)
-    assert "--style-weight" not in commands[0]  # 3 is the default: the command leaves it out
+    assert "--style-weight" not in commands[0]  # the default weight: the command leaves it out

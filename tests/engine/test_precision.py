@@ -18,7 +18,11 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
 
 
 def _bf16_against_fp32(features, device: str, fast: str) -> None:
-    """Same inputs, same budget: the ``fast`` run's result, judged in fp32, is as good as the fp32 run's."""
+    """Same inputs, same budget: the ``fast`` run's result, judged in fp32, is as good as the fp32 run's.
+
+    One-sided: after 20 L-BFGS steps on a 64 px image the two runs' trajectories have parted (with
+    the defaults, bf16 ended 5 % and 22 % below fp32 in two runs), so "as good" means no more than
+    5 % worse; a broken fast path (wrong gradients, overflow) ends far above that."""
     results = {}
     for precision in ("fp32", fast):
         stylizer = Stylizer([(STYLE, 1.0)], StyleConfig(size=64, iterations=20, scales=1),
@@ -29,7 +33,7 @@ def _bf16_against_fp32(features, device: str, fast: str) -> None:
     fp32, bf16 = yardstick(results["fp32"]), yardstick(results[fast])
     start = yardstick(CONTENT)["total"]
     assert fp32["total"] < 0.5 * start  # the budget is enough to make real progress
-    assert abs(bf16["total"] - fp32["total"]) <= 0.05 * fp32["total"]
+    assert bf16["total"] <= 1.05 * fp32["total"]
     assert not torch.equal(results["fp32"], results[fast])  # the bf16 path really ran
 
 
