@@ -258,11 +258,11 @@ def _plot(rows: list[dict], path: Path) -> None:
     from pipeline.jobs.stability import write_plot
 
     auto = [r for r in rows if r["tile"] == "auto"]
-    labels = ", ".join(f"{r['megapixels']:.1f}" for r in auto)
+    labels = "sizes, equally spaced: " + ", ".join(f"{r['megapixels']:.1f}" for r in auto) + " MP"
     write_plot({"peak GB (tile auto)": [r.get("peak_mb", 0) / 1024 for r in auto]}, path,
-               title="peak memory (GB) against size", x_label=f"megapixels {labels}",
+               title="peak memory (GB) against size", x_label=labels,
                below=({"s per evaluation (tile auto)": [r.get("seconds_per_evaluation") for r in auto]},
-                      {"title": "one evaluation (s) against size", "x_label": f"megapixels {labels}"}))
+                      {"title": "one evaluation (s) against size", "x_label": labels}))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
