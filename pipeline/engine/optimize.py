@@ -25,7 +25,7 @@ from pipeline.engine.evaluate import Plan, Targets, TemporalTerm, Weights, evalu
 from pipeline.engine.features import VGGFeatures, build_features
 from pipeline.engine.losses import content_loss, style_loss, tv_loss
 from pipeline.engine.style import StyleTarget
-from pipeline.errors import DeviceMemoryError, InputError
+from pipeline.errors import DeviceMemoryError, InputError, setting
 from pipeline.media.images import fit_long_side, load_rgb, resize
 
 __all__ = ["ProgressCallback", "Stylizer", "StylizeResult", "TemporalTerm", "scale_schedule"]
@@ -184,22 +184,27 @@ class Stylizer:
             torch.cuda.empty_cache()  # give the memory back before the caller carries on or exits
         smaller = max(16, int(max(height, width) * 0.7) // 16 * 16)
         images = f"{batch} images of " if batch > 1 else ""
+        size = setting("StyleConfig.size")
         return DeviceMemoryError(
             f"out of memory: stylizing {images}{width}x{height} px does not fit in the memory of {where} even in "
-            f"{memory.MIN_TILE} px tiles; use a smaller --size (e.g. --size {smaller})"
+            f"{memory.MIN_TILE} px tiles; use a smaller {size} (e.g. {size} {smaller})"
         )
 
-    def _fitting(self, compute: Callable[[Plan | None], object], batch: int, height: int, width: int,
-                 on_notice: NoticeCallback | None):
-        """``compute(plan)`` with the plan for this size, retried with smaller plans while it runs out of memory."""
-        plan = self.plan(batch, height, width)
+    def _retrying(self, compute: Callable[[Plan | None], object], plan: Plan | None, batch: int, height: int,
+                  width: int, on_notice: NoticeCallback | None) -> tuple[object, Plan | None]:
+        """``(compute(plan), the plan it ran with)``, retried with smaller plans while it runs out of memory."""
         while True:
             try:
-                return compute(plan)
+                return compute(plan), plan
             except (torch.OutOfMemoryError, RuntimeError) as exc:
                 if not _is_out_of_memory(exc):
                     raise
                 plan = self._retry_smaller(plan, batch, height, width, on_notice)
+
+    def _fitting(self, compute: Callable[[Plan | None], object], batch: int, height: int, width: int,
+                 on_notice: NoticeCallback | None):
+        """``compute(plan)`` with the plan for this size, retried with smaller plans while it runs out of memory."""
+        return self._retrying(compute, self.plan(batch, height, width), batch, height, width, on_notice)[0]
 
     # ------------------------------------------------------------------ stylize
 
@@ -305,15 +310,13 @@ class Stylizer:
 
         def closure() -> torch.Tensor:
             nonlocal evaluations, plan
-            while True:
-                optimizer.zero_grad(set_to_none=True)
-                try:
-                    terms = evaluate(self.features, x, targets, self.weights, self.gram_dtype, plan, term)
-                    break
-                except (torch.OutOfMemoryError, RuntimeError) as exc:
-                    if not _is_out_of_memory(exc):
-                        raise
-                    plan = self._retry_smaller(plan, batch, height, width, on_notice)
+
+            def attempt(tiles: Plan | None) -> dict[str, torch.Tensor]:
+                optimizer.zero_grad(set_to_none=True)  # a failed attempt may have left part of a gradient
+                return evaluate(self.features, x, targets, self.weights, self.gram_dtype, tiles, term)
+
+            # The plan that worked is kept for the next evaluations of this level.
+            terms, plan = self._retrying(attempt, plan, batch, height, width, on_notice)
             loss = (cfg.content_weight * terms["content"] + cfg.style_weight * terms["style"]
                     + cfg.tv_weight * terms["tv"])
             if term is not None:

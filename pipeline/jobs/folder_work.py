@@ -84,8 +84,9 @@ def _prepare(item: WorkItem, long_side: int | str, min_side: int) -> _Loaded | _
         height, width = image.rgb.shape[-2:]
         size = working_size(height, width, long_side)
         if min(size) < min_side:
-            raise InputError(f"{item.source}: too small: {width}x{height} px becomes {size[1]}x{size[0]} px at "
-                             f"a working size of {long_side}, the network needs at least {min_side} px on each side")
+            at = "" if long_side == FULL_SIZE else f" becomes {size[1]}x{size[0]} px at a working size of {long_side}"
+            raise InputError(f"{item.source}: too small: {width}x{height} px{at}, the network needs at least "
+                             f"{min_side} px on each side")
         alpha = image.alpha
         if alpha is not None and alpha.shape != size:
             # Only the working-size copy is kept: a full-size float alpha can weigh hundreds of MB.

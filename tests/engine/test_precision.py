@@ -77,10 +77,13 @@ def _stylizer_that_fails(features, monkeypatch, exc):
 def test_out_of_memory_even_in_the_smallest_tiles_becomes_one_clear_error(features, monkeypatch, exc):
     stylizer = _stylizer_that_fails(features, monkeypatch, exc)
     notices = []
-    expected = r"out of memory: stylizing 64x48 px .* even in 256 px tiles; use a smaller --size \(e\.g\. --size 32\)"
+    # The library names the setting; the CLI shows its flag (StylizeError.render).
+    expected = (r"out of memory: stylizing 64x48 px .* even in 256 px tiles; use a smaller StyleConfig\.size "
+                r"\(e\.g\. StyleConfig\.size 32\)")
     with pytest.raises(ConfigError, match=expected) as err:
         stylizer.stylize(CONTENT, on_notice=notices.append)
     assert isinstance(err.value, DeviceMemoryError)  # the type the folder job retries one image at a time
+    assert err.value.render({"StyleConfig.size": "--size"}.get).endswith("use a smaller --size (e.g. --size 32)")
     assert len(notices) == 1 and "smaller tiles" in notices[0]  # it tried tiles first, and said so once
 
 
