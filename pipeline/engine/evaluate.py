@@ -28,7 +28,15 @@ import torch
 
 from pipeline.config import CONTENT_LAYER, STYLE_LAYERS
 from pipeline.engine.features import Stage, VGGFeatures
-from pipeline.engine.losses import content_loss, content_share, gram, gram_backward, style_loss, temporal_loss, tv_loss
+from pipeline.engine.losses import (
+    content_loss,
+    content_share,
+    gram,
+    gram_backward,
+    style_loss,
+    temporal_loss_and_gradient,
+    tv_loss_and_gradient,
+)
 from pipeline.engine.tiling import Tile, tiles
 
 # One entry per stage of VGGFeatures.stages(): the tile core side in units of the stage's input, or
@@ -69,23 +77,28 @@ def evaluate(net: VGGFeatures, x: torch.Tensor, targets: Targets, weights: Weigh
              plan: Plan | None = None, temporal: TemporalTerm | None = None) -> dict[str, torch.Tensor]:
     """The loss terms ``[B]`` (unweighted, detached) of images ``x`` ``[B, 3, H, W]``; adds the gradient of
     the weighted total, summed over the batch, to ``x.grad``."""
-    pixel_terms = {"tv": tv_loss(x)}
-    if temporal is not None:
-        pixel_terms["temporal"] = temporal_loss(x, temporal.warped, temporal.mask)
-    pixel_total = weights.tv * pixel_terms["tv"]
-    if temporal is not None:
-        pixel_total = pixel_total + temporal.weight * pixel_terms["temporal"]
     if is_untiled(plan):
         feats = net(x)
         terms = {
             "content": content_loss(feats[CONTENT_LAYER], targets.content),
             "style": style_loss([gram(feats[n], gram_dtype) for n in STYLE_LAYERS], targets.style, weights.layers),
         }
-        total = weights.content * terms["content"] + weights.style * terms["style"] + pixel_total
-        total.sum().backward()
+        (weights.content * terms["content"] + weights.style * terms["style"]).sum().backward()
     else:
-        terms = _TiledEvaluation(net, targets, weights, gram_dtype, plan).run(x, pixel_total)
-    return {name: value.detach() for name, value in {**terms, **pixel_terms}.items()}
+        terms = _TiledEvaluation(net, targets, weights, gram_dtype, plan).run(x)
+    # The per-pixel terms with their gradients in closed form, once the network's memory is free again:
+    # through autograd they would keep image-sized maps alive across the whole evaluation.
+    terms["tv"] = _add_gradient(x, weights.tv, *tv_loss_and_gradient(x.detach()))
+    if temporal is not None:
+        terms["temporal"] = _add_gradient(
+            x, temporal.weight, *temporal_loss_and_gradient(x.detach(), temporal.warped, temporal.mask))
+    return {name: value.detach() for name, value in terms.items()}
+
+
+def _add_gradient(x: torch.Tensor, weight: float, loss: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """Adds ``weight`` times a term's gradient to ``x.grad``; returns the term's loss."""
+    x.grad.add_(grad, alpha=weight)
+    return loss
 
 
 @torch.no_grad()
@@ -212,14 +225,14 @@ class _TiledEvaluation:
 
     # ------------------------------------------------------------------ the evaluation
 
-    def run(self, x: torch.Tensor, pixel_total: torch.Tensor) -> dict[str, torch.Tensor]:
+    def run(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         targets, weights = self.targets, self.weights
         records = self._forward(x)
         grams = {name: g for _, _, stage_grams, _ in records for name, g in stage_grams.items()}
         style = style_loss([grams[name] for name in STYLE_LAYERS], targets.style, weights.layers)
         content_stage = next(i for i, s in enumerate(self.stages) if CONTENT_LAYER in dict(s.layers))
         content = None
-        total = weights.style * style + pixel_total
+        total = weights.style * style
         if self.plan[content_stage] is None:
             content = content_loss(records[content_stage][3][CONTENT_LAYER], targets.content)
             total = total + weights.content * content
@@ -232,13 +245,17 @@ class _TiledEvaluation:
         energy = targets.content.float().pow(2).flatten(1).mean(1).clamp_min(1e-12)
         for index in range(len(self.stages) - 1, -1, -1):
             stage, core = self.stages[index], self.plan[index]
+            # Each stage's record is let go once its pass 2 is done: at 12 MP the whole-image buffer
+            # between the stages is 192 MB that the first stage's pass 2 no longer needs.
             inp, out, stage_grams, _ = records[index]
+            records[index] = None
             first = index == 0
             if core is None:
                 if grad_out is not None:
                     torch.autograd.backward(out, grad_out)  # through this stage's kept graph
                 grad_out = None if first else inp.grad
                 continue
+            del out
             height, width = self._map_size(x, stage)
             grad_in = x.grad if first else torch.zeros(inp.shape, dtype=torch.float32, device=inp.device)
             if grad_in is None:
@@ -277,5 +294,8 @@ class _TiledEvaluation:
                     grads.append(grad)
                 torch.autograd.backward(outputs, grads)
                 grad_in[..., rows, cols] += piece.grad
-            grad_out = None if first else grad_in
+            # The next stage lays this gradient into tiles of the network's dtype: kept in that dtype,
+            # the same values take half the memory (the fp32 sum was for the halos' overlaps).
+            grad_out = None if first else grad_in.to(self.net.dtype)
+            del grad_in
         return {"content": content if content is not None else content_sum, "style": style}

@@ -1,6 +1,15 @@
 import torch
 
-from pipeline.engine.losses import content_loss, gram, relative_mse, style_loss, temporal_loss, tv_loss
+from pipeline.engine.losses import (
+    content_loss,
+    gram,
+    relative_mse,
+    style_loss,
+    temporal_loss,
+    temporal_loss_and_gradient,
+    tv_loss,
+    tv_loss_and_gradient,
+)
 
 
 def test_gram_shape_symmetry_and_value():
@@ -99,3 +108,19 @@ def test_gradients_match_finite_differences():
     x64 = x.detach().clone().requires_grad_(True)
     style64(x64).sum().backward()
     assert torch.allclose(xf.grad.double(), x64.grad, rtol=1e-3, atol=1e-6)
+
+
+def test_closed_form_pixel_terms_equal_autograd():
+    # evaluate() takes TV and the temporal term with their gradients in closed form, plane by plane.
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 7, 11, dtype=torch.float64, requires_grad=True)
+    warped = torch.rand(2, 3, 7, 11, dtype=torch.float64)
+    mask = torch.rand(2, 1, 7, 11, dtype=torch.float64)
+    for reference, closed in ((tv_loss, tv_loss_and_gradient),
+                              (lambda a: temporal_loss(a, warped, mask),
+                               lambda a: temporal_loss_and_gradient(a, warped, mask))):
+        expected = reference(x)
+        (grad,) = torch.autograd.grad(expected.sum(), x)
+        loss, closed_grad = closed(x.detach())
+        assert torch.allclose(loss, expected.detach(), rtol=1e-12, atol=0)
+        assert torch.allclose(closed_grad, grad, rtol=1e-12, atol=1e-15)
