@@ -9,6 +9,9 @@ gradient, L-BFGS's history) are counted apart, by the optimiser.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -180,3 +183,25 @@ def available_bytes(device: torch.device) -> int:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (ValueError, OSError, AttributeError):
         return 8 * 2**30  # unknown: assume a modest machine rather than an unbounded one
+
+
+@functools.cache
+def _malloc_trim():
+    """glibc's ``malloc_trim``, or None under another C library."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def give_back_freed(device: torch.device) -> None:
+    """Hands the memory this process has freed back to the system (CPU, glibc).
+
+    glibc keeps freed blocks under its mmap threshold (which grows up to 32 MB) in its heaps for
+    reuse. Each level of the coarse-to-fine schedule frees its L-BFGS history and the next level's
+    blocks, four times larger, are mapped anew, so the old ones were never reused and the process
+    grew level after level: measured at 1414x1060, 2.0 GB resident after the last level against 0.8
+    GB after a trim (docs/performance.md). CUDA's caching allocator reuses its own blocks.
+    """
+    if device.type == "cpu" and (trim := _malloc_trim()) is not None:
+        trim(0)

@@ -43,6 +43,9 @@ MIN_REFINE = 10  # evaluations at a refining level: L-BFGS needs a few to build 
 # L-BFGS keeps 2 vectors of the image's size per remembered step: at 12 MP that is 290 MB a step,
 # so the history shrinks with the image (pipeline/engine/memory.py's budget), never below this.
 MIN_HISTORY, MAX_HISTORY = 5, 50
+# From this many pixels on, the memory an evaluation freed is handed back to the system after it
+# (memory.give_back_freed): it then takes seconds, the hand-back under a millisecond or two.
+TRIM_PIXELS = 2**20
 # Every layer is channels_last: measured faster than NCHW or equal on every CPU path here (AMX bf16,
 # AVX512-BF16 bf16, AVX-512 fp32) once the Gram products read that layout as it is, and the layout
 # cuDNN prefers (docs/performance.md).
@@ -239,9 +242,12 @@ class Stylizer:
         x = self._initial(content, init, schedule[0][0])
         done, losses = 0, {}
         for size, count in schedule:
-            x = resize(x.detach(), size) if tuple(x.shape[-2:]) != size else x.detach()
+            # Each level's start is a new tensor that the level optimises in place: at 12 MP a copy
+            # kept beside it would be one more 144 MB image.
+            x = resize(x, size)
             x, losses = self._optimize_at(x, resize(content, size), temporal, count, done, total, on_progress,
                                           on_notice)
+            memory.give_back_freed(self.device)  # the level's optimiser state, before the next, larger level
             done += count
         image = x.detach().clamp(0, 1)
         if cfg.preserve_colors:
@@ -249,18 +255,19 @@ class Stylizer:
         return StylizeResult(image, {k: float(v) for k, v in losses.items()}, done)
 
     def _initial(self, content: torch.Tensor, init: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
+        """The starting image at ``size``: a tensor of its own (the optimiser changes it in place)."""
         if init is not None:
-            return resize(init.to(self.device), size)
-        mode = self.config.init
-        if mode == "content":
-            return resize(content, size)
-        if mode == "noise":
+            start = resize(init.to(self.device), size)
+        elif self.config.init == "content":
+            start = resize(content, size)
+        elif self.config.init == "noise":
             gen = torch.Generator(device="cpu").manual_seed(self.config.seed)
             noise = torch.randn((content.shape[0], 3, *size), generator=gen)
-            return (0.5 + 0.1 * noise).clamp(0, 1).to(self.device)
-        # A path: an image file, resized to the content's shape.
-        image = load_rgb(mode).expand(content.shape[0], -1, -1, -1)
-        return resize(image, size).to(self.device)
+            start = (0.5 + 0.1 * noise).clamp(0, 1).to(self.device)
+        else:  # a path: an image file, resized to the content's shape
+            image = load_rgb(self.config.init).expand(content.shape[0], -1, -1, -1)
+            start = resize(image, size).to(self.device)
+        return start.clone(memory_format=torch.contiguous_format)
 
     def _content_target(self, content: torch.Tensor, on_notice: NoticeCallback | None) -> torch.Tensor:
         batch, (height, width) = content.shape[0], content.shape[-2:]
@@ -303,7 +310,7 @@ class Stylizer:
             mask = F.interpolate(temporal.mask.to(self.device), size=(height, width), mode="bilinear",
                                  align_corners=False)
             term = TemporalTerm(warped, mask, temporal.weight)
-        x = x.clone(memory_format=torch.contiguous_format).requires_grad_(True)
+        x = x.detach().contiguous().requires_grad_(True)
         plan = self.plan(batch, height, width)
         evaluations = 0
         last: dict[str, torch.Tensor] = {}
@@ -317,6 +324,8 @@ class Stylizer:
 
             # The plan that worked is kept for the next evaluations of this level.
             terms, plan = self._retrying(attempt, plan, batch, height, width, on_notice)
+            if height * width >= TRIM_PIXELS:
+                memory.give_back_freed(self.device)  # the evaluation's freed tiles and maps
             loss = (cfg.content_weight * terms["content"] + cfg.style_weight * terms["style"]
                     + cfg.tv_weight * terms["tv"])
             if term is not None:

@@ -137,3 +137,13 @@ def test_scale_schedule_spends_most_at_low_resolution():
     # Levels under 64 px on the short side are dropped.
     assert [s for s, _ in scale_schedule(64, 48, 3, 9)] == [(64, 48)]
     assert scale_schedule(64, 48, 1, 5) == [((64, 48), 5)]
+
+
+@pytest.mark.parametrize("scales", [1, 2])
+def test_the_content_and_init_given_are_left_as_they_were(features, scales):
+    # Each level optimises its own start in place (no copy kept beside it): never the caller's tensors.
+    content, init = CONTENT.clone(), from_uint8(pattern(64, 48, seed=3))
+    before = init.clone()
+    make(features, iterations=6, scales=scales).stylize(content)
+    make(features, iterations=6, scales=scales).stylize(content, init=init)
+    assert torch.equal(content, CONTENT) and torch.equal(init, before)
