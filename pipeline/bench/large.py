@@ -37,7 +37,9 @@ from pipeline.bench.common import ROOT, first_existing, save_report
 PHOTO_CANDIDATES = tuple(base / "shared/media/content/golden_gate.jpg" for base in ROOT.parents[:2]) + (
     ROOT / "samples/tubingen.jpg",)
 STYLE_CANDIDATES = (ROOT / "samples/starry_night.jpg",)
-PEAK_TARGET_GB = 6.0  # issue 19: a 12 MP photo at full size within this peak memory
+# Issue 19: a 12 MP photo at full size within this peak memory, read strictly as 6e9 bytes (6 GiB
+# would allow 7 % more); /usr/bin/time reports KiB, the tables MiB (MB).
+PEAK_TARGET_GB = 6.0
 TIME_RATIO_TARGET, MEMORY_RATIO_TARGET, SEAM_TARGET = 1.25, 2.0, 1.1
 
 
@@ -149,10 +151,10 @@ def run(args: argparse.Namespace) -> dict:
             full = timed_child(["--content", str(photo), "--tile", args.tile, "--output", str(output), *common])
             full["output"] = str(output)
             report["full"] = full
+            gigabytes = full["peak_mb"] * 2**20 / 1e9
             lines.append(f"{size[0] * size[1] / 1e6:.1f} MP ({size[1]}x{size[0]}) at full size, --tile {args.tile}: "
-                         f"{full['wall_seconds']:.0f} s, peak {full['peak_mb'] / 1024:.2f} GB "
-                         f"(target at most {PEAK_TARGET_GB} GB: "
-                         f"{'met' if full['peak_mb'] / 1024 <= PEAK_TARGET_GB else 'NOT met'})")
+                         f"{full['wall_seconds']:.0f} s, peak {full['peak_mb']:.0f} MiB = {gigabytes:.2f} GB "
+                         f"(target at most {PEAK_TARGET_GB} GB: {'met' if gigabytes <= PEAK_TARGET_GB else 'NOT met'})")
             lines += [f"  level {lv['size'][1]}x{lv['size'][0]}: {lv['evaluations']} evaluations, "
                       f"{lv['seconds']:.1f} s, plan {lv['plan']}" for lv in full["levels"]]
         if "compare" in args.parts:
@@ -277,7 +279,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="photo to upscale (default: ../shared/media golden_gate.jpg)")
     p.add_argument("--style", type=Path, default=None, help="painting (default: samples/starry_night.jpg)")
     p.add_argument("--full-side", type=int, default=4000, help="long side of the full-size run (default: 4000 = 12 MP)")
-    p.add_argument("--tile", default="1024", help="--tile of the full-size run (default: 1024)")
+    p.add_argument("--tile", default="512", help="--tile of the full-size run (default: 512)")
     p.add_argument("--compare-size", type=int, default=1536, help="long side of the tiled/untiled comparison")
     p.add_argument("--compare-tile", default="512", help="--tile of its tiled runs (default: 512)")
     p.add_argument("--rounds", type=int, default=1, help="alternating rounds of the comparison (default: 1)")
