@@ -8,7 +8,6 @@ here decides how stylization works.
 from __future__ import annotations
 
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -326,10 +325,6 @@ def format_seconds(seconds: float) -> str:
 def print_line(message: str, quiet: bool = False) -> None:
     if not quiet:
         console.print(message, soft_wrap=True)
-
-
-def is_interactive() -> bool:
-    return sys.stderr.isatty()
 
 
 def run_preview(ctx, command: str, options: CommandOptions, job, style_blend: str | None, quiet: bool, make) -> None:

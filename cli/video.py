@@ -44,11 +44,11 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None)
 
 
 def _size_text(n_bytes: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n_bytes < 1000 or unit == "GB":
-            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
-        n_bytes /= 1000
-    return ""
+    units = ("B", "KB", "MB", "GB")
+    size, index = float(n_bytes), 0
+    while size >= 1000 and index < len(units) - 1:
+        size, index = size / 1000, index + 1
+    return f"{size:.0f} B" if index == 0 else f"{size:.1f} {units[index]}"
 
 
 @app.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -63,9 +63,3 @@ class Tile:
 def tiles(height: int, width: int, core: int, halo: int, align: int) -> list[Tile]:
     """The tiles of a ``height x width`` map with cores of at most ``core x core`` positions, row by row."""
     return [Tile(r, c) for r in spans(height, core, halo, align) for c in spans(width, core, halo, align)]
-
-
-def read_positions(height: int, width: int, core: int, halo: int, align: int) -> int:
-    """Positions all tiles read together: the work of a tiled pass relative to ``height * width`` untiled."""
-    return sum((t.rows.read_stop - t.rows.read_start) * (t.cols.read_stop - t.cols.read_start)
-               for t in tiles(height, width, core, halo, align))
