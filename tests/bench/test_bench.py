@@ -6,8 +6,8 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from pipeline.bench import speed as bench
-from pipeline.bench.quality import (
+from bench import speed as bench
+from bench.quality import (
     Yardstick,
     _ours_seconds_per_iteration,
     _pastiche_loop_seconds,
@@ -124,7 +124,7 @@ def test_schedule_cost_counts_coarse_evaluations_at_their_pixel_share():
 
 
 def test_temporal_benchmark_runs_every_init_on_a_tiny_clip(features, style_file, tmp_path, monkeypatch, capsys):
-    from pipeline.bench import temporal as bench_temporal
+    from bench import temporal as bench_temporal
     from pipeline.config import StyleImage
     from pipeline.engine.optimize import Stylizer
     from tests.jobs.test_video_job import make_pan
@@ -151,7 +151,7 @@ def test_temporal_benchmark_runs_every_init_on_a_tiny_clip(features, style_file,
 
 
 def test_temporal_benchmark_reports_a_missing_file_in_one_line(tmp_path, capsys):
-    from pipeline.bench import temporal as bench_temporal
+    from bench import temporal as bench_temporal
 
     assert bench_temporal.main(["--style", str(tmp_path / "nothere.jpg"), "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'nothere.jpg'}: style image not found"

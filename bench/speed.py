@@ -8,10 +8,10 @@ gradients are computed too, the loss read back with ``.item()`` at every evaluat
 therefore comes with ratios that hold on a noisy, shared machine, where absolute times do not.
 FLOPs are counted analytically from the conv layers that actually run.
 
-Run it as ``python -m pipeline.bench`` (``--help`` for options). Other modes:
+Run it as ``python -m bench`` (``--help`` for options). Other modes:
 ``--compare-pastiche`` (our CLI against the ``pastiche`` CLI) and ``--schedule-study`` (which
 multi-scale schedule and iteration count reach the quality of a plain long run); both live in
-``pipeline/bench/quality.py``.
+``bench/quality.py``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline.bench.common import (
+from bench.common import (
     CONTENT_CANDIDATES,
     ROOT,
     STYLE_CANDIDATES,
@@ -438,7 +438,7 @@ def run_benchmark(args: argparse.Namespace, features: VGGFeatures | None = None)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--precision", default="auto",
                    help="auto (bf16 on CUDA and on CPUs with native bf16), fp32 or bf16 (default: auto)")
@@ -479,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.compare_pastiche or args.schedule_study:
-        from pipeline.bench import quality as bench_quality
+        from bench import quality as bench_quality
 
         report = bench_quality.compare_pastiche(args) if args.compare_pastiche else bench_quality.schedule_study(args)
         kind = "pastiche" if args.compare_pastiche else "schedule"

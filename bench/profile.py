@@ -1,4 +1,4 @@
-"""Where one evaluation's time goes, operator by operator (``python -m pipeline.bench.profile``).
+"""Where one evaluation's time goes, operator by operator (``python -m bench.profile``).
 
 Runs the stylizer's own evaluation (pipeline/engine/evaluate.py, the default path of this machine:
 dtype, layout, Gram products) under ``torch.profiler`` and prints the self time of each operator per
@@ -14,8 +14,8 @@ from collections import defaultdict
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from pipeline.bench.common import describe_device
-from pipeline.bench.speed import bench_images
+from bench.common import describe_device
+from bench.speed import bench_images
 from pipeline.config import CONTENT_LAYER, EngineConfig, StyleConfig
 from pipeline.engine.evaluate import Targets, evaluate, feature_statistics
 from pipeline.engine.optimize import Stylizer
@@ -88,7 +88,7 @@ def format_profile(result: dict, top: int = 14) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipeline.bench.profile", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="square image sides (default: 256 512)")
     p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads (default: 1 2)")
     p.add_argument("--evaluations", type=int, default=5, help="profiled evaluations per row (default: 5)")

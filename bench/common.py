@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 # The project's root (benchmarks read samples/ and, beside the checkout, ../shared/media when present).
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 CONTENT_CANDIDATES = (ROOT / "samples/tubingen.jpg", ROOT.parent / "shared/media/content/tubingen.jpg")
 STYLE_CANDIDATES = (ROOT / "samples/starry_night.jpg", ROOT.parent / "shared/media/styles/starry_night.jpg")
 VIDEO_CANDIDATES = (ROOT / "samples/bbb_2s.mp4", ROOT.parent / "shared/media/videos/bigbuckbunny.mp4")

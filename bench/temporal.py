@@ -7,8 +7,8 @@ mean style and content loss of the stylized frames measured the same way for eve
 seconds per frame. The input video's own warping error is the floor: a video cannot be steadier
 than the motion it shows.
 
-    python -m pipeline.bench.temporal                      # carphone + Big Buck Bunny, 30 frames
-    python -m pipeline.bench.temporal --clip a.mp4@256 --frames 10
+    python -m bench.temporal                      # carphone + Big Buck Bunny, 30 frames
+    python -m bench.temporal --clip a.mp4@256 --frames 10
 
 It prints a Markdown table (the one in the README) and writes JSON and, per clip, a PNG plot of the
 warping error per frame of every init and of the input to bench-results/. With ``--drift`` the
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.bench.common import ROOT, STYLE_CANDIDATES, describe_device, first_existing, save_report
+from bench.common import ROOT, STYLE_CANDIDATES, describe_device, first_existing, save_report
 from pipeline.config import VIDEO_STYLE, EncodeConfig, EngineConfig, JobConfig, StyleImage, TemporalConfig, VideoConfig
 from pipeline.errors import StylizeError
 from pipeline.events import ItemDone
@@ -187,7 +187,7 @@ def format_table(clips: list[dict]) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = VideoConfig()
     first = VIDEO_STYLE.iterations
-    p = argparse.ArgumentParser(prog="python -m pipeline.bench.temporal", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.temporal", description=__doc__.split("\n\n")[0])
     p.add_argument("--clip", action="append", default=None,
                    help="PATH or PATH@SIZE (working long side, 0 = native); repeatable "
                         "(default: the shared carphone clip at native size and Big Buck Bunny at 192)")

@@ -3,14 +3,14 @@
 For each pair it runs ``stylize-images PHOTO PAINTING out.png --size 512`` (every other option at
 its default, a whole process, timed), then measures our picture and, where published, the one of
 jcjohnson/neural-style (``../shared/reference/peer-outputs``: 512 px, 1000 L-BFGS iterations) on
-the fixed yardsticks of ``pipeline/bench/measures.py``, and writes one side-by-side sheet per pair:
+the fixed yardsticks of ``bench/measures.py``, and writes one side-by-side sheet per pair:
 ours | the peer's | the photo | the painting. The pairs: the four published ones and Van Gogh's
 self-portrait (``vg_self.jpg``, a painting whose sitter must not appear in the result) on the three
 shared photos.
 
-    python -m pipeline.bench.looks                              # all 7 pairs, sheets to bench-results/looks/
-    python -m pipeline.bench.looks --sheets docs/images         # the sheets docs/quality.md shows
-    python -m pipeline.bench.looks --only golden_gate:vg_self --threads 1
+    python -m bench.looks                              # all 7 pairs, sheets to bench-results/looks/
+    python -m bench.looks --sheets docs/images         # the sheets docs/quality.md shows
+    python -m bench.looks --only golden_gate:vg_self --threads 1
 
 Read the sheets: the figures only say where to look (a loss value is not a look).
 """
@@ -27,15 +27,15 @@ from pathlib import Path
 
 import torch
 
-from pipeline.bench.common import ROOT, save_report
-from pipeline.bench.measures import (
+from bench.common import ROOT, save_report
+from bench.measures import (
     deep_content_distance,
     gram_style_distances,
     median_and_p99,
     relative_error,
     sliced_wasserstein_ratio,
 )
-from pipeline.bench.quality import _run_timed
+from bench.quality import _run_timed
 from pipeline.config import CONTENT_LAYER, STYLE_LAYERS
 from pipeline.engine.features import VGGFeatures, build_features
 from pipeline.engine.losses import gram
@@ -235,7 +235,7 @@ def cpu_model() -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m pipeline.bench.looks", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.looks", description=__doc__.split("\n\n")[0])
     p.add_argument("--shared", type=Path, default=None,
                    help="folder with media/ and reference/peer-outputs/ (default: ../shared beside the checkout)")
     p.add_argument("--only", nargs="+", default=None, metavar="PHOTO:PAINTING",

@@ -23,7 +23,7 @@ error of each frame pair (flow and occlusions from the input) is split into the 
 hand-over touches and the pairs inside chunks (pipeline/jobs/video_chunks.py ``seam_figures``);
 the figure is their ratio.
 
-Run it as ``python -m pipeline.bench.scale`` (``--help`` for options); JSON in bench-results/scale.json.
+Run it as ``python -m bench.scale`` (``--help`` for options); JSON in bench-results/scale.json.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.bench.common import ROOT, STYLE_CANDIDATES, first_existing, save_report
+from bench.common import ROOT, STYLE_CANDIDATES, first_existing, save_report
 
 SHARED = ROOT.parent / "shared/media"
 CLIPS = (SHARED / "videos/bigbuckbunny.mp4", SHARED / "videos/carphone_pristine.mp4")
@@ -240,7 +240,7 @@ def _seam_line(row: dict) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m pipeline.bench.scale", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n\n")[0])
     p.add_argument("--images", type=int, default=48, help="photos in the folder (default: 48)")
     p.add_argument("--photo-size", type=int, default=640, help="long side of the photos on disk (px)")
     p.add_argument("--side", type=int, default=128, help="working size, --size (px; default: 128)")
