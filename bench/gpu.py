@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import ROOT, VIDEO_CANDIDATES, first_existing, save_report
+from bench.common import ROOT, VIDEO_CANDIDATES, bench_parser, first_existing, run_main, save_report
 from bench.large import PHOTO_CANDIDATES
 
 BBB_CANDIDATES = tuple(base / "shared/media/videos/bigbuckbunny.mp4" for base in ROOT.parents[:2]) + VIDEO_CANDIDATES
@@ -129,8 +129,8 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cuda", help="the device to measure (default: cuda; cpu only to try the script)")
+    # --device cpu only to try the script.
+    p = bench_parser("python -m bench.gpu", __doc__, threads=False, device_default="cuda")
     p.add_argument("--parts", nargs="+", choices=("speed", "photo", "video", "cuda_tests"),
                    default=["speed", "photo", "video", "cuda_tests"])
     p.add_argument("--sizes", nargs="+", default=SPEED_SIZES,
@@ -143,8 +143,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clip", type=Path, default=None)
     p.add_argument("--video-seconds", type=float, default=10.0)
     p.add_argument("--deadline", type=float, default=DEADLINE_S, help="seconds after which parts are skipped")
-    p.add_argument("--out", type=Path, default=ROOT / "bench-results")
     return p.parse_args(argv)
+
+
+def summary(report: dict) -> list[str]:
+    lines = []
+    for name, part in report["parts"].items():
+        text = part.get("table") or part.get("error") or part.get("skipped") or json.dumps(
+            {k: v for k, v in part.items() if k in ("fps", "seconds", "wall_seconds", "peak_mb", "summary")})
+        lines.append(f"{name}: {text}")
+    return [*lines, f"{report['seconds']:.0f} s in all"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,14 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("make bench-gpu: no CUDA device on this machine, nothing measured (it needs one GPU)")
         return 0
-    report = run(args)
-    path = save_report(report, args.out, "bench-gpu.json")
-    for name, part in report["parts"].items():
-        text = part.get("table") or part.get("error") or part.get("skipped") or json.dumps(
-            {k: v for k, v in part.items() if k in ("fps", "seconds", "wall_seconds", "peak_mb", "summary")})
-        print(f"{name}: {text}")
-    print(f"JSON: {path} ({report['seconds']:.0f} s)")
-    return 0
+    return run_main(args, run, "bench-gpu.json", summary)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import ROOT, first_existing, save_report
+from bench.common import ROOT, bench_parser, first_existing, run_main
 
 PHOTO_CANDIDATES = tuple(base / "shared/media/content/golden_gate.jpg" for base in ROOT.parents[:2]) + (
     ROOT / "samples/tubingen.jpg",)
@@ -268,7 +268,8 @@ def _plot(rows: list[dict], path: Path) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.large", description=__doc__.split("\n\n")[0])
+    # --threads goes to the child that measures (and is set here, where nothing is measured).
+    p = bench_parser("python -m bench.large", __doc__, device=False, out_help="folder for the JSON report and images")
     p.add_argument("--parts", nargs="+", choices=("full", "compare", "sweep", "refine"),
                    default=["full", "compare", "sweep"])
     p.add_argument("--refine", type=int, nargs="+", default=[15, 30, 60, 120],
@@ -286,8 +287,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sweep", type=int, nargs="+", default=[512, 1024, 2048, 3000, 4000],
                    help="long sides of the sweep (4:3 photos)")
     p.add_argument("--evaluations", type=int, default=3, help="timed evaluations per sweep size (default: 3)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--out", type=Path, default=ROOT / "bench-results", help="folder for the JSON report and images")
     # The child's own options (one measurement in its own process).
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--content", type=Path, help=argparse.SUPPRESS)
@@ -306,10 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         print("make bench-large measures peak memory with /usr/bin/time -v, which is not installed "
               "(Debian/Ubuntu: apt install time)")
         return 2
-    report = run(args)
-    path = save_report(report, args.out, "bench-large.json")
-    print(f"JSON: {path}")
-    return 0
+    return run_main(args, run, "bench-large.json")
 
 
 if __name__ == "__main__":
