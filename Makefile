@@ -36,7 +36,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 lint: setup
-	$(BIN)/ruff check pipeline cli tests
+	$(BIN)/ruff check pipeline cli bench tests
 
 # docs/options.md is generated from the commands (a test fails when it is stale).
 docs: setup
@@ -70,35 +70,35 @@ out/%.styled.mp4: $(SRC_DIR)/%.avi | $(HERE_SETUP)
 	$(STYLIZE_VIDEO) "$<" "$(STYLE)" "$@" $(ARGS)
 
 bench: setup
-	$(BIN)/python -m pipeline.bench
+	$(BIN)/python -m bench
 
 # Our defaults at 512 px beside jcjohnson/neural-style's published results, and Van Gogh's self-portrait on the
 # three shared photos: one sheet per pair and the figures (docs/quality.md). 7 stylizations at 512 px: about
 # 100 s each on an idle 2-core CPU (issue 18).
 # SHEETS=docs/images puts the sheets where docs/quality.md shows them.
 bench-quality: setup
-	$(BIN)/python -m pipeline.bench.looks $(if $(SHEETS),--sheets $(SHEETS))
+	$(BIN)/python -m bench.looks $(if $(SHEETS),--sheets $(SHEETS))
 
 # Steadiness, style and speed of --init frame / previous / warped on real clips, and the content drift
 # of the warped runs (docs/video-drift.md: each frame stylized again on its own; an hour or more on a CPU).
 bench-temporal: setup
-	$(BIN)/python -m pipeline.bench.temporal --long-term 5 --drift
+	$(BIN)/python -m bench.temporal --long-term 5 --drift
 
 # Full resolution in bounded memory: a 12 MP photo at full size, 1536 px tiled vs untiled, time and
 # memory against size (docs/performance.md; about an hour on a 2-core CPU).
 bench-large: setup
-	$(BIN)/python -m pipeline.bench.large
+	$(BIN)/python -m bench.large
 
 # The one GPU check: speed 256 px to 4K, a 12 MP photo, 10 s of 720p video, the CUDA tests, one JSON
 # (under 10 minutes on one CUDA device; says so in one line where there is none).
 bench-gpu: setup
-	$(BIN)/python -m pipeline.bench.gpu
+	$(BIN)/python -m bench.gpu
 
 # 48 photos on 2 single-threaded Ray workers vs one single-threaded process, each run as a fresh command
 # (start-up included), alternating; then the warping error at chunk hand-overs on the shared clips
 # (docs/scale-out.md; about half an hour on 2 cores).
 bench-scale: setup
-	$(BIN)/python -m pipeline.bench.scale
+	$(BIN)/python -m bench.scale
 
 clean:
 	rm -rf $(VENV) out bench-results .pytest_cache .ruff_cache build *.egg-info

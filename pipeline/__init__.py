@@ -7,5 +7,4 @@ The tree is the map (docs/design.md has the picture):
     media/     images, video (PyAV), frame folders, optical flow
     jobs/      the single-image, folder and video jobs, resume, temporal stability, the report
     scale/     executors that run a job's work: in this process, or on Ray workers (docs/scale-out.md)
-    bench/     the benchmarks (`make bench`, `make bench-temporal`, `make bench-scale`); not part of the API
 """

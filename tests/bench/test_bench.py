@@ -6,8 +6,9 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from pipeline.bench import speed as bench
-from pipeline.bench.quality import (
+from bench import speed
+from bench.common import save_report
+from bench.quality import (
     Yardstick,
     _ours_seconds_per_iteration,
     _pastiche_loop_seconds,
@@ -26,29 +27,29 @@ def test_flop_count_agrees_with_torchs_counter(features):
         feats = features(x)
         loss = sum(gram(feats[n]).sum() for n in STYLE_LAYERS) + feats[CONTENT_LAYER].sum()
         loss.backward()
-    ours = bench.iteration_flops(features, 64, 48)
+    ours = speed.iteration_flops(features, 64, 48)
     assert ours["total"] == counter.get_total_flops()
     assert ours["forward"] == ours["backward"]
 
 
 def test_flop_count_at_512_is_what_the_issue_says(features):
     # About 190 GFLOP forward to conv5_1 at 512x512 (the figure in the issue).
-    flops = bench.iteration_flops(features, 512, 512)
+    flops = speed.iteration_flops(features, 512, 512)
     assert 185e9 < flops["forward"] < 195e9
-    assert [s[0] for s in bench.conv_shapes(features, 512, 512)][-1] == "conv5_1"
+    assert [s[0] for s in speed.conv_shapes(features, 512, 512)][-1] == "conv5_1"
 
 
 def test_benchmark_runs_at_tiny_size_on_cpu(features, tmp_path, monkeypatch):
-    monkeypatch.setattr(bench, "bench_images", lambda: (from_uint8(pattern(80, 64)), from_uint8(stripes(64, 64))))
+    monkeypatch.setattr(speed, "bench_images", lambda: (from_uint8(pattern(80, 64)), from_uint8(stripes(64, 64))))
     # bf16 named explicitly: the bf16 path and its fp32 baseline run whatever this CPU's auto would pick.
-    args = bench.parse_args(["--device", "cpu", "--precision", "bf16", "--sizes", "64", "--iterations", "2",
+    args = speed.parse_args(["--device", "cpu", "--precision", "bf16", "--sizes", "64", "--iterations", "2",
                              "--repeats", "1", "--warmup", "1", "--video-frames", "0", "--out", str(tmp_path)])
-    report = bench.run_benchmark(args, features=features)
-    path = bench.save_report(report, tmp_path, "bench.json")
+    report = speed.run_benchmark(args, features=features)
+    path = save_report(report, tmp_path, "bench.json")
     saved = json.loads(path.read_text())
     (row,) = saved["sizes"]
     assert (row["name"], row["height"], row["width"]) == ("64", 64, 64)
-    assert row["gflop_per_iteration"] == bench.iteration_flops(features, 64, 64)["total"] / 1e9
+    assert row["gflop_per_iteration"] == speed.iteration_flops(features, 64, 64)["total"] / 1e9
     for loop in ("fast", "reference", "fp32"):
         assert row[loop]["ms_per_iteration"] > 0
         assert len(row[loop]["repeats_ms"]) == 1
@@ -67,16 +68,16 @@ def test_benchmark_runs_at_tiny_size_on_cpu(features, tmp_path, monkeypatch):
 
 
 def test_benchmark_has_no_fp32_baseline_when_the_default_is_fp32(features, tmp_path, monkeypatch):
-    monkeypatch.setattr(bench, "bench_images", lambda: (from_uint8(pattern(80, 64)), from_uint8(stripes(64, 64))))
-    args = bench.parse_args(["--device", "cpu", "--precision", "fp32", "--sizes", "64", "--iterations", "2",
+    monkeypatch.setattr(speed, "bench_images", lambda: (from_uint8(pattern(80, 64)), from_uint8(stripes(64, 64))))
+    args = speed.parse_args(["--device", "cpu", "--precision", "fp32", "--sizes", "64", "--iterations", "2",
                              "--repeats", "1", "--warmup", "1", "--no-reference", "--out", str(tmp_path)])
-    (row,) = bench.run_benchmark(args, features=features)["sizes"]
+    (row,) = speed.run_benchmark(args, features=features)["sizes"]
     assert row["fp32"] is None and row["vs_fp32"] is None and row["fast"]["ms_per_iteration"] > 0
 
 
 def test_reference_loop_lowers_the_loss_like_the_stylizer(features):
     style = from_uint8(stripes(64, 64))
-    reference = bench.ReferenceLoop(features, style, bench.StyleConfig(), torch.device("cpu"))
+    reference = speed.ReferenceLoop(features, style, speed.StyleConfig(), torch.device("cpu"))
     marks = []
     first = reference.run(from_uint8(pattern(64, 48)), 1, marks.append)
     last = reference.run(from_uint8(pattern(64, 48)), 8, marks.append)
@@ -87,7 +88,7 @@ def test_reference_loop_lowers_the_loss_like_the_stylizer(features):
 
 
 def test_video_figure_is_skipped_with_a_reason_when_no_clip(tmp_path):
-    result = bench.video_fps(tmp_path / "missing.mp4", 2, "cpu", tmp_path / "style.png")
+    result = speed.video_fps(tmp_path / "missing.mp4", 2, "cpu", tmp_path / "style.png")
     assert "skipped" in result
 
 
@@ -124,7 +125,7 @@ def test_schedule_cost_counts_coarse_evaluations_at_their_pixel_share():
 
 
 def test_temporal_benchmark_runs_every_init_on_a_tiny_clip(features, style_file, tmp_path, monkeypatch, capsys):
-    from pipeline.bench import temporal as bench_temporal
+    from bench import temporal as bench_temporal
     from pipeline.config import StyleImage
     from pipeline.engine.optimize import Stylizer
     from tests.jobs.test_video_job import make_pan
@@ -151,7 +152,7 @@ def test_temporal_benchmark_runs_every_init_on_a_tiny_clip(features, style_file,
 
 
 def test_temporal_benchmark_reports_a_missing_file_in_one_line(tmp_path, capsys):
-    from pipeline.bench import temporal as bench_temporal
+    from bench import temporal as bench_temporal
 
     assert bench_temporal.main(["--style", str(tmp_path / "nothere.jpg"), "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'nothere.jpg'}: style image not found"

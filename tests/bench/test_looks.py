@@ -1,11 +1,11 @@
-"""`make bench-quality` (pipeline/bench/looks.py) on tiny generated pictures: what it runs, measures and writes."""
+"""`make bench-quality` (bench/looks.py) on tiny generated pictures: what it runs, measures and writes."""
 
 import json
 
 import pytest
 from PIL import Image
 
-from pipeline.bench import looks
+from bench import looks
 from tests.conftest import pattern, stripes
 
 

@@ -1,10 +1,10 @@
-"""The benchmark's fixed yardsticks (pipeline/bench/measures.py) on tiny tensors."""
+"""The benchmark's fixed yardsticks (bench/measures.py) on tiny tensors."""
 
 import numpy as np
 import pytest
 import torch
 
-from pipeline.bench.measures import (
+from bench.measures import (
     deep_content_distance,
     gram_style_distances,
     median_and_p99,

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from pipeline.bench.quality import Yardstick
+from bench.quality import Yardstick
 from pipeline.config import EngineConfig, StyleConfig
 from pipeline.engine import optimize
 from pipeline.engine.device import cpu_has_native_bf16

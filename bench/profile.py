@@ -1,21 +1,23 @@
-"""Where one evaluation's time goes, operator by operator (``python -m pipeline.bench.profile``).
+"""Where one evaluation's time goes, operator by operator (``python -m bench.profile``).
 
 Runs the stylizer's own evaluation (pipeline/engine/evaluate.py, the default path of this machine:
 dtype, layout, Gram products) under ``torch.profiler`` and prints the self time of each operator per
-evaluation, for each size and thread count asked. docs/performance.md has the tables it printed.
+evaluation, for each size and thread count asked, and writes them to bench-results/bench-profile.json.
+docs/performance.md has the tables it printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections import defaultdict
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from pipeline.bench.common import describe_device
-from pipeline.bench.speed import bench_images
+from bench.common import bench_parser, describe_device, run_main
+from bench.speed import bench_images
 from pipeline.config import CONTENT_LAYER, EngineConfig, StyleConfig
 from pipeline.engine.evaluate import Targets, evaluate, feature_statistics
 from pipeline.engine.optimize import Stylizer
@@ -87,19 +89,29 @@ def format_profile(result: dict, top: int = 14) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m pipeline.bench.profile", description=__doc__.split("\n\n")[0])
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = bench_parser("python -m bench.profile", __doc__, threads=False, precision=True)
     p.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="square image sides (default: 256 512)")
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch threads (default: 1 2)")
+    # Not the shared --threads (one count for the whole run): a table for each count here.
+    p.add_argument("--threads", dest="thread_counts", type=int, nargs="+", default=[1, 2],
+                   help="torch threads, one table each (default: 1 2)")
     p.add_argument("--evaluations", type=int, default=5, help="profiled evaluations per row (default: 5)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
-    p.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (default: auto)")
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Every size at every thread count; each table printed as it is done (a row takes minutes on a CPU)."""
     engine = EngineConfig(device=args.device, precision=args.precision)
+    results = []
     for size in args.sizes:
-        for threads in args.threads:
-            print(format_profile(profile_evaluation(size, threads, args.evaluations, engine)), "\n", flush=True)
-    return 0
+        for threads in args.thread_counts:
+            results.append(profile_evaluation(size, threads, args.evaluations, engine))
+            print(format_profile(results[-1]), "\n", flush=True)
+    return {"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "torch": torch.__version__, "profiles": results}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(parse_args(argv), run, "bench-profile.json")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,8 @@ mean style and content loss of the stylized frames measured the same way for eve
 seconds per frame. The input video's own warping error is the floor: a video cannot be steadier
 than the motion it shows.
 
-    python -m pipeline.bench.temporal                      # carphone + Big Buck Bunny, 30 frames
-    python -m pipeline.bench.temporal --clip a.mp4@256 --frames 10
+    python -m bench.temporal                      # carphone + Big Buck Bunny, 30 frames
+    python -m bench.temporal --clip a.mp4@256 --frames 10
 
 It prints a Markdown table (the one in the README) and writes JSON and, per clip, a PNG plot of the
 warping error per frame of every init and of the input to bench-results/. With ``--drift`` the
@@ -31,9 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.bench.common import ROOT, STYLE_CANDIDATES, describe_device, first_existing, save_report
+from bench.common import ROOT, STYLE_CANDIDATES, bench_parser, describe_device, first_existing, run_main
 from pipeline.config import VIDEO_STYLE, EncodeConfig, EngineConfig, JobConfig, StyleImage, TemporalConfig, VideoConfig
-from pipeline.errors import StylizeError
 from pipeline.events import ItemDone
 from pipeline.jobs.common import build_stylizer
 from pipeline.jobs.stability import drift_curve, video_frames, warping_errors, write_plot
@@ -187,7 +186,7 @@ def format_table(clips: list[dict]) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     defaults = VideoConfig()
     first = VIDEO_STYLE.iterations
-    p = argparse.ArgumentParser(prog="python -m pipeline.bench.temporal", description=__doc__.split("\n\n")[0])
+    p = bench_parser("python -m bench.temporal", __doc__, precision=True)
     p.add_argument("--clip", action="append", default=None,
                    help="PATH or PATH@SIZE (working long side, 0 = native); repeatable "
                         "(default: the shared carphone clip at native size and Big Buck Bunny at 192)")
@@ -207,21 +206,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-content-blend", action="store_true", help="also run --init warped with --content-blend 0")
     p.add_argument("--carry-result", action="store_true",
                    help="also run --init warped with --carry result --content-blend 0 (the chain before the drift fix)")
-    p.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (default: auto)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--out", type=Path, default=ROOT / "bench-results", help="folder for the JSON report")
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    try:
-        return _run(parse_args(argv))
-    except StylizeError as exc:  # a missing clip or style, a bad option: one line, not a traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> dict:
     specs = args.clip or [s for s in DEFAULT_CLIPS if parse_clip(s)[0].is_file()] or [FALLBACK_CLIP]
     style = args.style or first_existing(STYLE_CANDIDATES)
     job = JobConfig(styles=(StyleImage(style),), engine=EngineConfig(device=args.device, precision=args.precision))
@@ -232,14 +220,17 @@ def _run(args: argparse.Namespace) -> int:
 
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     clips = [bench_clip(*parse_clip(spec), args, stylizer, job, log) for spec in specs]
-    table = format_table(clips)
-    report = {"device": describe_device(stylizer.device), "time": started, "style": str(style), "clips": clips,
-              "table": table}
-    path = save_report(report, args.out, f"bench-temporal-{stylizer.device.type}.json")
-    print(f"Device: {report['device']}, style {Path(style).name}, started {started}")
-    print(table)
-    print(f"JSON: {path}")
-    return 0
+    return {"device": describe_device(stylizer.device), "device_type": stylizer.device.type, "time": started,
+            "style": str(style), "clips": clips, "table": format_table(clips)}
+
+
+def summary(report: dict) -> list[str]:
+    return [f"Device: {report['device']}, style {Path(report['style']).name}, started {report['time']}",
+            report["table"]]
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(parse_args(argv), run, lambda report: f"bench-temporal-{report['device_type']}.json", summary)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """The one GPU check (``make bench-gpu``): everything a lent CUDA device should measure, in under 10 minutes.
 
 1. speed: one evaluation of the default path from 256 px to 4K (ms, TFLOP/s, peak memory) beside the
-   convolutions alone at the same shapes (pipeline/bench/speed.py);
+   convolutions alone at the same shapes (bench/speed.py);
 2. a 12-megapixel photo (a shared photo upscaled to 4000x3000) stylized at full size with the
-   defaults: wall time of each level, total, peak memory (pipeline/bench/large.py's child);
+   defaults: wall time of each level, total, peak memory (bench/large.py's child);
 3. 10 s of 720p video (the shared Big Buck Bunny clip played forward then backward) through
    ``stylize-video`` with its defaults: frames per second and the warping error of its report;
 4. the test suite's CUDA tests (``pytest -k cuda``).
@@ -22,8 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.bench.common import ROOT, VIDEO_CANDIDATES, first_existing, save_report
-from pipeline.bench.large import PHOTO_CANDIDATES
+from bench.common import ROOT, VIDEO_CANDIDATES, bench_parser, first_existing, run_main, save_report
+from bench.large import PHOTO_CANDIDATES
 
 BBB_CANDIDATES = tuple(base / "shared/media/videos/bigbuckbunny.mp4" for base in ROOT.parents[:2]) + VIDEO_CANDIDATES
 SPEED_SIZES = ("256", "512", "720p", "1080p", "4k")
@@ -57,7 +57,7 @@ def ping_pong(source: Path, path: Path, seconds: float) -> Path:
 
 
 def _speed(device: str, sizes: tuple[str, ...], iterations: int, repeats: int) -> dict:
-    from pipeline.bench import speed
+    from bench import speed
 
     args = speed.parse_args(["--device", device, "--sizes", *sizes, "--iterations", str(iterations), "--repeats",
                              str(repeats), "--no-reference", "--no-fp32"])
@@ -66,7 +66,7 @@ def _speed(device: str, sizes: tuple[str, ...], iterations: int, repeats: int) -
 
 
 def _photo(photo: Path, style: Path, side: int, tmp: Path, out: Path) -> dict:
-    from pipeline.bench.large import make_photo, timed_child
+    from bench.large import make_photo, timed_child
 
     big = make_photo(photo, (side * 3 // 4, side), tmp / "photo.png")
     return timed_child(["--content", str(big), "--style", str(style), "--tile", "auto",
@@ -129,8 +129,8 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m pipeline.bench.gpu", description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="cuda", help="the device to measure (default: cuda; cpu only to try the script)")
+    # --device cpu only to try the script.
+    p = bench_parser("python -m bench.gpu", __doc__, threads=False, device_default="cuda")
     p.add_argument("--parts", nargs="+", choices=("speed", "photo", "video", "cuda_tests"),
                    default=["speed", "photo", "video", "cuda_tests"])
     p.add_argument("--sizes", nargs="+", default=SPEED_SIZES,
@@ -143,8 +143,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clip", type=Path, default=None)
     p.add_argument("--video-seconds", type=float, default=10.0)
     p.add_argument("--deadline", type=float, default=DEADLINE_S, help="seconds after which parts are skipped")
-    p.add_argument("--out", type=Path, default=ROOT / "bench-results")
     return p.parse_args(argv)
+
+
+def summary(report: dict) -> list[str]:
+    lines = []
+    for name, part in report["parts"].items():
+        text = part.get("table") or part.get("error") or part.get("skipped") or json.dumps(
+            {k: v for k, v in part.items() if k in ("fps", "seconds", "wall_seconds", "peak_mb", "summary")})
+        lines.append(f"{name}: {text}")
+    return [*lines, f"{report['seconds']:.0f} s in all"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,14 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print("make bench-gpu: no CUDA device on this machine, nothing measured (it needs one GPU)")
         return 0
-    report = run(args)
-    path = save_report(report, args.out, "bench-gpu.json")
-    for name, part in report["parts"].items():
-        text = part.get("table") or part.get("error") or part.get("skipped") or json.dumps(
-            {k: v for k, v in part.items() if k in ("fps", "seconds", "wall_seconds", "peak_mb", "summary")})
-        print(f"{name}: {text}")
-    print(f"JSON: {path} ({report['seconds']:.0f} s)")
-    return 0
+    return run_main(args, run, "bench-gpu.json", summary)
 
 
 if __name__ == "__main__":

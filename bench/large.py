@@ -14,7 +14,7 @@ memory is the whole process's (the figure a user sees), not a guess from inside.
   coarse levels run once; each finer level then gets ``R`` evaluations (halved per level) for each
   ``R`` of ``--refine``, judged by the fixed yardstick's style and content loss at the output size.
 
-Run it as ``python -m pipeline.bench.large`` (``--help``; ``--parts`` picks some). About an hour on a
+Run it as ``python -m bench.large`` (``--help``; ``--parts`` picks some). About an hour on a
 2-core CPU.
 """
 
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.bench.common import ROOT, first_existing, save_report
+from bench.common import ROOT, bench_parser, first_existing, run_main
 
 PHOTO_CANDIDATES = tuple(base / "shared/media/content/golden_gate.jpg" for base in ROOT.parents[:2]) + (
     ROOT / "samples/tubingen.jpg",)
@@ -93,8 +93,8 @@ def _child(args: argparse.Namespace) -> int:
 
 
 def timed_child(child_args: list[str]) -> dict:
-    """Run ``python -m pipeline.bench.large --child ...`` under /usr/bin/time -v: its JSON, wall time and peak."""
-    command = ["/usr/bin/time", "-v", sys.executable, "-m", "pipeline.bench.large", "--child", *child_args]
+    """Run ``python -m bench.large --child ...`` under /usr/bin/time -v: its JSON, wall time and peak."""
+    command = ["/usr/bin/time", "-v", sys.executable, "-m", "bench.large", "--child", *child_args]
     start = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> dict:
 
 def refine_study(photo: Path, style_path: Path, sides: list[int], budgets: list[int], out: Path, lines) -> list[dict]:
     """Stylize at ``BASE_SIDE`` once, then refine up to each side with each budget; yardstick losses and time."""
-    from pipeline.bench.quality import Yardstick
+    from bench.quality import Yardstick
     from pipeline.config import StyleConfig
     from pipeline.engine.optimize import BASE_SIDE, Stylizer, scale_schedule
     from pipeline.media.images import fit_long_side, load_rgb, resize, save_image
@@ -268,7 +268,8 @@ def _plot(rows: list[dict], path: Path) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m pipeline.bench.large", description=__doc__.split("\n\n")[0])
+    # --threads goes to the child that measures (and is set here, where nothing is measured).
+    p = bench_parser("python -m bench.large", __doc__, device=False, out_help="folder for the JSON report and images")
     p.add_argument("--parts", nargs="+", choices=("full", "compare", "sweep", "refine"),
                    default=["full", "compare", "sweep"])
     p.add_argument("--refine", type=int, nargs="+", default=[15, 30, 60, 120],
@@ -286,8 +287,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sweep", type=int, nargs="+", default=[512, 1024, 2048, 3000, 4000],
                    help="long sides of the sweep (4:3 photos)")
     p.add_argument("--evaluations", type=int, default=3, help="timed evaluations per sweep size (default: 3)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    p.add_argument("--out", type=Path, default=ROOT / "bench-results", help="folder for the JSON report and images")
     # The child's own options (one measurement in its own process).
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--content", type=Path, help=argparse.SUPPRESS)
@@ -306,10 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         print("make bench-large measures peak memory with /usr/bin/time -v, which is not installed "
               "(Debian/Ubuntu: apt install time)")
         return 2
-    report = run(args)
-    path = save_report(report, args.out, "bench-large.json")
-    print(f"JSON: {path}")
-    return 0
+    return run_main(args, run, "bench-large.json")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ error of each frame pair (flow and occlusions from the input) is split into the 
 hand-over touches and the pairs inside chunks (pipeline/jobs/video_chunks.py ``seam_figures``);
 the figure is their ratio.
 
-Run it as ``python -m pipeline.bench.scale`` (``--help`` for options); JSON in bench-results/scale.json.
+Run it as ``python -m bench.scale`` (``--help`` for options); JSON in bench-results/scale.json.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.bench.common import ROOT, STYLE_CANDIDATES, first_existing, save_report
+from bench.common import ROOT, STYLE_CANDIDATES, bench_parser, first_existing, run_main
 
 SHARED = ROOT.parent / "shared/media"
 CLIPS = (SHARED / "videos/bigbuckbunny.mp4", SHARED / "videos/carphone_pristine.mp4")
@@ -240,13 +240,13 @@ def _seam_line(row: dict) -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m pipeline.bench.scale", description=__doc__.split("\n\n")[0])
+    # No --threads or --device: the comparison is one CPU thread per process, by design.
+    p = bench_parser("python -m bench.scale", __doc__, threads=False, device=False, out_help="folder for scale.json")
     p.add_argument("--images", type=int, default=48, help="photos in the folder (default: 48)")
     p.add_argument("--photo-size", type=int, default=640, help="long side of the photos on disk (px)")
     p.add_argument("--side", type=int, default=128, help="working size, --size (px; default: 128)")
     p.add_argument("--iterations", type=int, default=60, help="network evaluations per photo (default: 60)")
     p.add_argument("--rounds", type=int, default=2, help="alternating rounds of both configurations")
-    p.add_argument("--out", type=Path, default=ROOT / "bench-results", help="folder for scale.json")
     p.add_argument("--skip-folder", action="store_true", help="no folder throughput")
     p.add_argument("--skip-seams", action="store_true", help="no seam figures")
     p.add_argument("--skip-cpu", action="store_true", help="no CPU seconds per image")
@@ -261,8 +261,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> dict:
+    """The parts asked for, each line printed as it comes (the whole takes about half an hour)."""
     style = args.style or first_existing(STYLE_CANDIDATES)
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"bench-scale {started}: {os.cpu_count()} CPUs, load {_load()}", flush=True)
@@ -279,9 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_seams:
         report["seams"] = seam_benchmark(args, style, on_line=lambda line: print(line, flush=True))
     report["finished"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    path = save_report(report, args.out, "scale.json")
-    print(f"JSON: {path}")
-    return 0
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(parse_args(argv), run, "scale.json")
 
 
 if __name__ == "__main__":

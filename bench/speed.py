@@ -8,10 +8,10 @@ gradients are computed too, the loss read back with ``.item()`` at every evaluat
 therefore comes with ratios that hold on a noisy, shared machine, where absolute times do not.
 FLOPs are counted analytically from the conv layers that actually run.
 
-Run it as ``python -m pipeline.bench`` (``--help`` for options). Other modes:
+Run it as ``python -m bench`` (``--help`` for options). Other modes:
 ``--compare-pastiche`` (our CLI against the ``pastiche`` CLI) and ``--schedule-study`` (which
 multi-scale schedule and iteration count reach the quality of a plain long run); both live in
-``pipeline/bench/quality.py``.
+``bench/quality.py``.
 """
 
 from __future__ import annotations
@@ -28,14 +28,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipeline.bench.common import (
+from bench.common import (
     CONTENT_CANDIDATES,
-    ROOT,
     STYLE_CANDIDATES,
     VIDEO_CANDIDATES,
+    bench_parser,
     describe_device,
     first_existing,
-    save_report,
+    run_main,
 )
 from pipeline.config import CONTENT_LAYER, STYLE_LAYERS, EngineConfig, StyleConfig
 from pipeline.engine.features import VGGFeatures, build_features
@@ -438,10 +438,7 @@ def run_benchmark(args: argparse.Namespace, features: VGGFeatures | None = None)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m pipeline.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--precision", default="auto",
-                   help="auto (bf16 on CUDA and on CPUs with native bf16), fp32 or bf16 (default: auto)")
+    p = bench_parser("python -m bench", __doc__, precision=True)
     p.add_argument("--sizes", nargs="+", choices=sorted(RESOLUTIONS), default=None,
                    help=f"resolutions (default: {' '.join(GPU_SIZES)} on GPU, {' '.join(CPU_SIZES)} on CPU)")
     p.add_argument("--iterations", type=int, default=None, help="evaluations per timed run (default: 50 GPU, 5 CPU)")
@@ -454,9 +451,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--video-frames", type=int, default=None,
                    help="frames of end-to-end video to time (default: 30 on GPU, 0 = skip on CPU)")
     p.add_argument("--video-clip", type=Path, default=None, help="clip for the video figure")
-    p.add_argument("--out", type=Path, default=ROOT / "bench-results", help="folder for the JSON report")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for torch, and for both CLIs under --compare-pastiche (default: torch's choice)")
     p.add_argument("--compare-pastiche", action="store_true",
                    help="time `stylize-images` (defaults) against `pastiche --num-steps 300` and judge both instead")
     p.add_argument("--content", type=Path, default=None,
@@ -474,31 +468,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def run(args: argparse.Namespace) -> dict:
+    """The mode asked for: the speed table (default), --compare-pastiche or --schedule-study."""
     if args.compare_pastiche or args.schedule_study:
-        from pipeline.bench import quality as bench_quality
+        from bench import quality as bench_quality
 
-        report = bench_quality.compare_pastiche(args) if args.compare_pastiche else bench_quality.schedule_study(args)
-        kind = "pastiche" if args.compare_pastiche else "schedule"
-    else:
-        if args.video_frames is None:
-            args.video_frames = 30 if torch.cuda.is_available() and args.device != "cpu" else 0
-        report = run_benchmark(args)
-        kind = "speed"
-    device_tag = "cuda" if "NVIDIA" in str(report.get("device", "")) else "cpu"
-    path = save_report(report, args.out, f"bench-{kind}-{device_tag}.json")
-    print(f"Device: {report.get('device')}  (torch {torch.__version__})")
-    print(report.get("table", ""))
+        return bench_quality.compare_pastiche(args) if args.compare_pastiche else bench_quality.schedule_study(args)
+    if args.video_frames is None:
+        args.video_frames = 30 if torch.cuda.is_available() and args.device != "cpu" else 0
+    return run_benchmark(args)
+
+
+def summary(report: dict) -> list[str]:
+    lines = [f"Device: {report.get('device')}  (torch {torch.__version__})", report.get("table", "")]
     if "video" in report:
         video = report["video"]
-        print(f"video: {video['skipped']}" if "skipped" in video else
-              f"video: {video['frames']} frames of {video['clip']} in {video['seconds']:.1f} s "
-              f"= {video['fps']:.2f} fps")
-    print(f"JSON: {path}")
-    return 0
+        lines.append(f"video: {video['skipped']}" if "skipped" in video else
+                     f"video: {video['frames']} frames of {video['clip']} in {video['seconds']:.1f} s "
+                     f"= {video['fps']:.2f} fps")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    kind = "pastiche" if args.compare_pastiche else "schedule" if args.schedule_study else "speed"
+
+    def report_name(report: dict) -> str:
+        return f"bench-{kind}-{'cuda' if 'NVIDIA' in str(report.get('device', '')) else 'cpu'}.json"
+
+    return run_main(args, run, report_name, summary)
 
 
 if __name__ == "__main__":

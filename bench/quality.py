@@ -1,9 +1,9 @@
-"""The benchmark's two quality-aware modes (``python -m pipeline.bench.speed --compare-pastiche | --schedule-study``).
+"""The benchmark's two quality-aware modes (``python -m bench.speed --compare-pastiche | --schedule-study``).
 
 Both judge results with one fixed yardstick: the losses of an output image, recomputed in fp32,
 against the same content and style images at the same size: the relative Gram error summed with
 equal weights over relu1_1..relu5_1 (the loss before issue 18) and the relative relu4_2 error, as
-written in ``pipeline/bench/measures.py`` (so a change of the loss does not move it). A lower style
+written in ``bench/measures.py`` (so a change of the loss does not move it). A lower style
 loss means closer statistics, not always a better picture: ``make bench-quality`` shows them.
 """
 
@@ -22,14 +22,14 @@ from pathlib import Path
 
 import torch
 
-from pipeline.bench.common import (
+from bench.common import (
     CONTENT_CANDIDATES,
     PASTICHE_CONTENT_CANDIDATES,
     PASTICHE_STYLE_CANDIDATES,
     STYLE_CANDIDATES,
     first_existing,
 )
-from pipeline.bench.measures import gram_style_distances, relative_error
+from bench.measures import gram_style_distances, relative_error
 from pipeline.config import CONTENT_LAYER, STYLE_LAYERS, EngineConfig, StyleConfig
 from pipeline.engine.features import VGGFeatures, build_features
 from pipeline.engine.losses import gram, tv_loss
@@ -55,7 +55,7 @@ class Yardstick:
     def __call__(self, image: torch.Tensor) -> dict[str, float]:
         image = resize(image.float().cpu(), self.size)
         feats = self.features(image)
-        # Fixed formulas (pipeline/bench/measures.py), not the optimiser's loss, which may change.
+        # Fixed formulas (bench/measures.py), not the optimiser's loss, which may change.
         terms = {
             "content": relative_error(feats[CONTENT_LAYER], self.content_target),
             "style": sum(gram_style_distances([feats[n] for n in STYLE_LAYERS], self.style_targets)),

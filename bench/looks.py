@@ -3,14 +3,14 @@
 For each pair it runs ``stylize-images PHOTO PAINTING out.png --size 512`` (every other option at
 its default, a whole process, timed), then measures our picture and, where published, the one of
 jcjohnson/neural-style (``../shared/reference/peer-outputs``: 512 px, 1000 L-BFGS iterations) on
-the fixed yardsticks of ``pipeline/bench/measures.py``, and writes one side-by-side sheet per pair:
+the fixed yardsticks of ``bench/measures.py``, and writes one side-by-side sheet per pair:
 ours | the peer's | the photo | the painting. The pairs: the four published ones and Van Gogh's
 self-portrait (``vg_self.jpg``, a painting whose sitter must not appear in the result) on the three
 shared photos.
 
-    python -m pipeline.bench.looks                              # all 7 pairs, sheets to bench-results/looks/
-    python -m pipeline.bench.looks --sheets docs/images         # the sheets docs/quality.md shows
-    python -m pipeline.bench.looks --only golden_gate:vg_self --threads 1
+    python -m bench.looks                              # all 7 pairs, sheets to bench-results/looks/
+    python -m bench.looks --sheets docs/images         # the sheets docs/quality.md shows
+    python -m bench.looks --only golden_gate:vg_self --threads 1
 
 Read the sheets: the figures only say where to look (a loss value is not a look).
 """
@@ -27,15 +27,15 @@ from pathlib import Path
 
 import torch
 
-from pipeline.bench.common import ROOT, save_report
-from pipeline.bench.measures import (
+from bench.common import ROOT, bench_parser, run_main
+from bench.measures import (
     deep_content_distance,
     gram_style_distances,
     median_and_p99,
     relative_error,
     sliced_wasserstein_ratio,
 )
-from pipeline.bench.quality import _run_timed
+from bench.quality import _run_timed
 from pipeline.config import CONTENT_LAYER, STYLE_LAYERS
 from pipeline.engine.features import VGGFeatures, build_features
 from pipeline.engine.losses import gram
@@ -235,18 +235,16 @@ def cpu_model() -> str:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m pipeline.bench.looks", description=__doc__.split("\n\n")[0])
+    # --device and --threads are stylize-images' (its OMP_NUM_THREADS); --threads is torch's here too:
+    # on busy cores the measuring is faster on one thread than on two.
+    p = bench_parser("python -m bench.looks", __doc__, device_default=None,
+                     out_help="folder for the JSON report, and under looks/ our full-size pictures")
     p.add_argument("--shared", type=Path, default=None,
                    help="folder with media/ and reference/peer-outputs/ (default: ../shared beside the checkout)")
     p.add_argument("--only", nargs="+", default=None, metavar="PHOTO:PAINTING",
                    help="pairs to run, e.g. golden_gate:vg_self (default: all 7)")
     p.add_argument("--size", type=int, default=512, help="--size of stylize-images (default: 512, the peer's)")
     p.add_argument("--iterations", type=int, default=None, help="--iterations of stylize-images (default: its own)")
-    p.add_argument("--device", default=None, help="--device of stylize-images (default: its own, auto)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="OMP_NUM_THREADS of stylize-images, and torch's threads here (default: torch's choice)")
-    p.add_argument("--out", type=Path, default=ROOT / "bench-results",
-                   help="folder for the JSON report, and under looks/ our full-size pictures (default: bench-results)")
     p.add_argument("--sheets", type=Path, default=None,
                    help="folder for the sheets, quality_PAIR.jpg (default: OUT/looks; docs/images for docs/quality.md)")
     return p.parse_args(argv)
@@ -254,15 +252,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)  # the measuring too: on busy cores one thread is faster than two
-    report = run(args)
-    path = save_report(report, args.out, "bench-quality.json")
-    print(f"stylize-images defaults at --size {args.size} against jcjohnson/neural-style's published results; "
-          f"{report['cpu']}, {os.cpu_count()} CPUs, threads {report['threads']}, torch {torch.__version__}")
-    print(report["table"])
-    print(f"Sheets: {report['sheets']}/quality_*.jpg  JSON: {path}")
-    return 0
+
+    def summary(report: dict) -> list[str]:
+        return [f"stylize-images defaults at --size {args.size} against jcjohnson/neural-style's published results; "
+                f"{report['cpu']}, {os.cpu_count()} CPUs, threads {report['threads']}, torch {torch.__version__}",
+                report["table"], f"Sheets: {report['sheets']}/quality_*.jpg"]
+
+    return run_main(args, run, "bench-quality.json", summary)
 
 
 if __name__ == "__main__":
