@@ -35,8 +35,10 @@ $(STAMP): pyproject.toml
 test: setup
 	$(BIN)/python -m pytest
 
+# ruff on everything; mypy on the library and the CLI (its settings: pyproject.toml [tool.mypy]).
 lint: setup
 	$(BIN)/ruff check pipeline cli bench tests
+	$(BIN)/mypy
 
 # docs/options.md is generated from the commands (a test fails when it is stale).
 docs: setup

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,6 +21,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -28,6 +29,9 @@ from rich.progress import (
 )
 
 from cli.settings import CommandOptions, UsageError
+
+if TYPE_CHECKING:
+    from pipeline.results import Summary
 
 # Options both commands take that are no configuration field (pipeline/config.py has those).
 AddStyle = Annotated[list[Path] | None, typer.Option(help="Another style image to blend in (repeatable).")]
@@ -46,7 +50,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 1
 
 # SIGTERM (kill, systemd, Slurm / Kubernetes preemption) and SIGHUP (a closed SSH session) stop a job
 # like Ctrl-C does; the shell's convention for "ended by signal N" is exit code 128 + N.
-STOP_SIGNALS = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
+STOP_SIGNALS: dict[int, str] = {signal.SIGTERM: "SIGTERM", signal.SIGHUP: "SIGHUP"}
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
@@ -210,13 +214,13 @@ class EventRenderer:
             disable=quiet,
             transient=False,
         )
-        self.job_task = None
-        self.item_task = None
+        self.job_task: TaskID | None = None
+        self.item_task: TaskID | None = None
         self.job_unit = unit_label
         self.job_start = time.perf_counter()
         self.job_done_at_start = 0
         self.last_loss_read = 0.0
-        self.summary: dict | None = None
+        self.summary: Summary | None = None
         self.failures: list[tuple[str, str]] = []
         self.notices: list[str] = []
         self.per_worker: dict[str, int] = {}  # images done per worker, in a distributed job
@@ -229,7 +233,7 @@ class EventRenderer:
         if self.live:
             self.progress.__exit__(*exc)
 
-    def _add_task(self, description: str, **fields) -> int:
+    def _add_task(self, description: str, **fields: Any) -> TaskID:
         # The display starts with the first bar: started earlier, a job that fails before its first
         # item (a missing input, say) would leave an empty line above its one error line.
         if not self.live:
@@ -266,7 +270,7 @@ class EventRenderer:
                 if self.item_task is None:
                     self.item_task = self._add_task("  iterations", total=event.total, rate="", info="")
                 task = self.item_task
-            fields = {}
+            fields: dict[str, Any] = {}
             now = time.perf_counter()
             # Reading the loss synchronises the GPU: only a few times a second, for the display.
             if now - self.last_loss_read > 0.25 or event.done == event.total:

@@ -74,6 +74,7 @@ def command_params(function) -> list[Param]:
         if isinstance(info, typer.models.ArgumentInfo):
             params.append(Param(name.upper(), "(required)", help_text, True))
         else:
+            assert isinstance(info, typer.models.OptionInfo)  # a Typer parameter is an argument or an option
             params.append(Param(_option_names(name, info, annotation), _default_text(parameter.default, annotation),
                                 help_text, False))
     return params

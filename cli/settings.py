@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 import typer
 
+from pipeline.config import WordCheck
 from pipeline.errors import render
 
 
@@ -143,7 +144,9 @@ class CommandOptions:
             for p in self.params
         ]
         keyword_only = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in options]
-        function.__signature__ = signature.replace(parameters=[*leading, *generated, *keyword_only])
+        # inspect.signature() (and so Typer) reads __signature__ when a function has one.
+        function.__signature__ = signature.replace(  # type: ignore[attr-defined]
+            parameters=[*leading, *generated, *keyword_only])
         function.__annotations__ = {**hints, **{p.name: p.annotation for p in generated}}
         return function
 
@@ -168,7 +171,7 @@ class CommandOptions:
                 raise UsageError(f"{p.flags[0]} {text!r}: expected comma-separated numbers, e.g. 1,3,9") from None
         if typing.get_origin(base) in (typing.Union, types.UnionType):
             check = {f.name: f for f in dataclasses.fields(p.owner)}[p.field].metadata["check"]
-            if text in getattr(check, "words", ()):  # "auto"
+            if isinstance(check, WordCheck) and text in check.words:  # "auto"
                 return text
             try:
                 return int(text)

@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pipeline.errors import ConfigError, setting
 
@@ -62,40 +62,52 @@ def between(low: float, high: float) -> Check:
     return lambda v: None if low <= v <= high else f"must be between {low} and {high} (got {v})"
 
 
+@dataclass(frozen=True)
+class WordCheck:
+    """A check that also accepts some words as they are: the CLI's parser takes ``words`` ("auto")
+    as written and reads anything else as a number."""
+
+    words: tuple[str, ...]
+    check: Check
+
+    def __call__(self, value: Any) -> str | None:
+        return self.check(value)
+
+
 def one_of(choices: tuple[str, ...]) -> Check:
-    check = lambda v: None if v in choices else f"must be one of {', '.join(choices)} (got {v!r})"  # noqa: E731
-    check.words = choices
-    return check
+    return WordCheck(choices, lambda v: None if v in choices else f"must be one of {', '.join(choices)} (got {v!r})")
 
 
 def count_or(*words: str, low: int = 1) -> Check:
     """A whole number of at least ``low``, or one of ``words`` ("auto")."""
     number = "a positive whole number" if low == 1 else f"a whole number of at least {low}"
 
-    def check(v):
+    def check(v: Any) -> str | None:
         if v in words or (isinstance(v, int) and not isinstance(v, bool) and v >= low):
             return None
         return f"must be {' or '.join(repr(w) for w in words)} or {number} (got {v!r})"
 
-    check.words = words  # the CLI's parser takes these words as they are and anything else as a number
-    return check
+    return WordCheck(words, check)
 
 
 def each(check: Check) -> Check:
     return lambda values: next((problem for v in values if (problem := check(v))), None)
 
 
+_C = TypeVar("_C", bound="_Checked")
+
+
 class _Checked:
     """Runs every field's check when the object is made: a ConfigError names the first bad setting."""
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]  # every subclass is a dataclass
             value = getattr(self, f.name)
             if value is not None and (check := f.metadata.get("check")) and (problem := check(value)):
                 raise ConfigError(f"{setting(f'{type(self).__name__}.{f.name}')} {problem}")
 
-    def replace(self, **changes):
-        return dataclasses.replace(self, **changes)
+    def replace(self: _C, **changes: Any) -> _C:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]  # every subclass is a dataclass
 
 
 @dataclass(frozen=True)
