@@ -32,6 +32,7 @@ from pipeline.jobs.lock import job_lock
 from pipeline.jobs.video_chunks import Chunk, handing_over, output_frame, plan_chunks, shot_starts, whole_clip
 from pipeline.jobs.video_resume import JobFolder, input_identity, output_bytes, publish, stop_on_refused_write
 from pipeline.jobs.video_work import FrameDone, VideoWork, render_chunks
+from pipeline.media.common import Size
 from pipeline.media.image_sequence import FrameFolderWriter
 from pipeline.media.video import FrameWindow, VideoInfo, VideoWriter, probe
 from pipeline.results import VideoSummary
@@ -156,7 +157,7 @@ class _VideoRun:
         publish(partial, output, folder)
         folder.remove()
         summary = VideoSummary(
-            str(output), info.frames, resumed, self.stylized, writer.size[0], writer.size[1], work.work_size[1],
+            str(output), info.frames, resumed, self.stylized, writer.size.width, writer.size.height, work.work_size[1],
             work.work_size[0], float(info.rate), time.perf_counter() - start,
             self.stylize_seconds / self.stylized if self.stylized else 0.0, output_bytes(output), device,
             shots=shots, chunks=[dataclasses.astuple(c) for c in chunks], retried=retried)
@@ -180,15 +181,13 @@ class _VideoRun:
                 writer = FrameFolderWriter(partial, info, long_side=encode.output_size, shift=shift,
                                            on_notice=notices.append)
             else:
-                writer = VideoWriter(partial, info, codec=encode.codec, crf=encode.crf, preset=encode.preset,
-                                     pix_fmt=encode.pix_fmt, long_side=encode.output_size, shift=shift,
-                                     on_notice=notices.append)
+                writer = VideoWriter(partial, info, encode, shift=shift, on_notice=notices.append)
         except BaseException:
             if not resumed:
                 self.folder.remove()
             raise
-        if writer.size != (info.width, info.height) and encode.output_size is None:
-            notices.append(f"output is {writer.size[0]}x{writer.size[1]}, not {info.width}x{info.height}: "
+        if writer.size != Size(width=info.width, height=info.height) and encode.output_size is None:
+            notices.append(f"output is {writer.size.width}x{writer.size.height}, not {info.width}x{info.height}: "
                            "this pixel format needs even sizes")
         for message in notices:
             self.on_event(Notice(message))
