@@ -162,7 +162,7 @@ class _FolderRun:
         started = time.perf_counter()
         shared = SharedPaths(reads=(plan.input_dir, plan.items[0].source), writes=output_dir)
         try:
-            with self.executor.start(StylizerSetup(self.job), on_event=on_event, shared=shared) as pool:
+            with self.executor.start(StylizerSetup(job=self.job), on_event=on_event, shared=shared) as pool:
                 summary.device = pool.description
                 if pool.spread:  # each call gets one image, so there is nothing to batch
                     summary.batch_size = 1

@@ -159,7 +159,7 @@ class TemporalGuide:
         # temporal term does not hold such pixels (confidence 0): the optimiser may repaint them.
         temporal = None
         if self.config.weight > 0:
-            temporal = TemporalTerm(start, as_tensor(confidence), self.config.weight)
+            temporal = TemporalTerm(warped=start, mask=as_tensor(confidence), weight=self.config.weight)
         return FramePlan(init=start, temporal=temporal, scene_cut=False, scales=1)
 
     # The video job's two hooks (pipeline/jobs/video_work.py), for items with ``.index``, ``.content``

@@ -228,7 +228,7 @@ class _VideoRun:
                 encoder.finish()
             return _Stylized(stability=None, device="none", retried=0)
         shared = SharedPaths(reads=(self.work.info.path,), writes=self.folder.frames)
-        with encoder, self.executor.start(StylizerSetup(self.job), on_event=self.on_event, shared=shared) as pool:
+        with encoder, self.executor.start(StylizerSetup(job=self.job), on_event=self.on_event, shared=shared) as pool:
             render = functools.partial(render_chunks, work=self.work)
             last_frame = lambda chunk, done: done.index == chunk.end - 1  # noqa: E731
             with contextlib.closing(pool.map(render, todo, self.on_event, finishes=last_frame)) as outcomes:
