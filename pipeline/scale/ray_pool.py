@@ -3,9 +3,11 @@
 The driver (the caller's process) keeps everything a job keeps in one process: its plan, resume,
 records, events and report. Workers are long-lived Ray actors; each builds the job's Stylizer once
 (``setup``), then runs whatever work function it is handed, one unit per call, and its results
-stream back as they are made (a Ray streaming generator). A job's outputs are written by the workers
-straight into their final place under the output (atomic renames), so every worker must see the
-input and the output at the same paths: the pool checks that before any work.
+stream back as they are made (a Ray streaming generator), each with the notices the work gave before
+it (a stylizer going on in smaller tiles), which the driver passes on to the job's events. A job's
+outputs are written by the workers straight into their final place under the output (atomic
+renames), so every worker must see the input and the output at the same paths: the pool checks that
+before any work.
 
 Work is handed out as workers free up, at most ``in_flight`` units per worker, so a slow unit or a
 slow GPU never holds the others back. A worker that dies (its process killed, its node lost) is
