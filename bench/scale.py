@@ -188,7 +188,16 @@ def cpu_benchmark(args: argparse.Namespace, style: Path, on_line=lambda line: No
 
 
 def seam_benchmark(args: argparse.Namespace, style: Path, on_line=lambda line: None) -> list[dict]:
-    from pipeline.config import EncodeConfig, EngineConfig, JobConfig, ScaleConfig, StyleConfig, StyleImage, VideoConfig
+    from pipeline.config import (
+        EncodeConfig,
+        EngineConfig,
+        JobConfig,
+        ScaleConfig,
+        StyleConfig,
+        StyleImage,
+        VideoConfig,
+        VideoJobConfig,
+    )
     from pipeline.jobs.video import stylize_video
     from pipeline.jobs.video_chunks import seam_figures
     from pipeline.scale.ray_pool import RayExecutor
@@ -205,7 +214,8 @@ def seam_benchmark(args: argparse.Namespace, style: Path, on_line=lambda line: N
             out = Path(tmp) / f"{clip.stem}.mkv"
             scale = ScaleConfig(workers=2, threads=1, max_chunk=args.max_chunk, overlap=overlap)
             load_before = _load()
-            summary = stylize_video(clip, out, job, video, encode, executor=RayExecutor(scale))
+            summary = stylize_video(clip, out, job, VideoJobConfig(video=video, encode=encode),
+                                    executor=RayExecutor(scale))
             chunks = [_chunk(c) for c in summary.chunks]
             errors = _pair_errors(clip, out, summary.frames)
             rows.append({"clip": clip.name, "frames": summary.frames, "overlap": overlap, "max_chunk": args.max_chunk,

@@ -332,7 +332,7 @@ def bench_size(name: str, stylizer: Stylizer, reference: ReferenceLoop | None, c
 def video_fps(clip: Path | None, frames: int, device: str, style: Path) -> dict:
     """End-to-end frames per second of the video job with its default settings, when it exists."""
     try:
-        from pipeline.config import VIDEO_STYLE, JobConfig, StyleImage, VideoConfig
+        from pipeline.config import VIDEO_STYLE, JobConfig, StyleImage, VideoConfig, VideoJobConfig
         from pipeline.jobs.video import stylize_video
     except ImportError as exc:
         return {"skipped": f"the video job is not available ({exc})"}
@@ -342,8 +342,8 @@ def video_fps(clip: Path | None, frames: int, device: str, style: Path) -> dict:
 
     job = JobConfig(styles=(StyleImage(style),), style=VIDEO_STYLE, engine=EngineConfig(device=device))
     with tempfile.TemporaryDirectory() as tmp:
-        summary = stylize_video(clip, Path(tmp) / "bench.mp4", job, VideoConfig(max_frames=frames),
-                                overwrite=True)
+        summary = stylize_video(clip, Path(tmp) / "bench.mp4", job,
+                                VideoJobConfig(video=VideoConfig(max_frames=frames)), overwrite=True)
     return {"clip": str(clip), "frames": summary.stylized_frames, "seconds": summary.seconds,
             "fps": summary.stylized_frames / summary.seconds, "work_size": [summary.work_width, summary.work_height],
             "settings": {"video": asdict(VideoConfig(max_frames=frames)), "style": asdict(VIDEO_STYLE)}}

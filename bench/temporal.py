@@ -32,11 +32,20 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import ROOT, STYLE_CANDIDATES, bench_parser, describe_device, first_existing, run_main
-from pipeline.config import VIDEO_STYLE, EncodeConfig, EngineConfig, JobConfig, StyleImage, TemporalConfig, VideoConfig
+from pipeline.config import (
+    VIDEO_STYLE,
+    EncodeConfig,
+    EngineConfig,
+    JobConfig,
+    StyleImage,
+    TemporalConfig,
+    VideoConfig,
+    VideoJobConfig,
+)
 from pipeline.events import ItemDone
 from pipeline.jobs.common import build_stylizer
 from pipeline.jobs.stability import drift_curve, video_frames, warping_errors, write_plot
-from pipeline.jobs.video import stylize_video
+from pipeline.jobs.video import ReportRequest, stylize_video
 from pipeline.jobs.video_report import LONG_TERM_STRIDE
 from pipeline.media.images import fit_long_side, resize_frame
 from pipeline.scale.local import LocalExecutor
@@ -103,9 +112,10 @@ def run_init(clip: Path, init: str, job: JobConfig, video: VideoConfig, temporal
 
     name = f"{clip.stem}-{init}-{temporal.long_term}-{temporal.carry}-{temporal.content_blend}"
     report_path = tmp / f"{name}.json"
-    stylize_video(clip, tmp / f"{name}.mp4", job, video, EncodeConfig(), dataclasses.replace(temporal, init=init),
-                  overwrite=True, on_event=on_event, executor=LocalExecutor(stylizer), report_path=report_path,
-                  report_drift=drift and init == "warped")
+    stylize_video(clip, tmp / f"{name}.mp4", job,
+                  VideoJobConfig(video=video, encode=EncodeConfig(), temporal=dataclasses.replace(temporal, init=init)),
+                  overwrite=True, on_event=on_event, executor=LocalExecutor(stylizer),
+                  report=ReportRequest(path=report_path, drift=drift and init == "warped"))
     report = json.loads(report_path.read_text())
     return Run(str(clip), label, report["frames"], report["width"], report["height"], report["warping_error"],
                report["losses"]["style"], report["losses"]["content"], float(np.mean(seconds)),

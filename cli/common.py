@@ -132,7 +132,7 @@ def style_images(style: Path, extra: list[Path] | None, blend: str | None):
     from pipeline.config import StyleImage
 
     paths = [style, *(extra or [])]  # the files themselves are checked by the job, before any work
-    return tuple(StyleImage(p, w) for p, w in zip(paths, parse_blend(blend, len(paths))))
+    return tuple(StyleImage(path=p, weight=w) for p, w in zip(paths, parse_blend(blend, len(paths))))
 
 
 def _word(value) -> str:

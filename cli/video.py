@@ -90,12 +90,15 @@ def stylize_video(
 
             common.run_preview(ctx, "stylize-video", OPTIONS, job, style_blend, quiet, make)
             return
+        from pipeline.config import VideoJobConfig
+        from pipeline.jobs.video import ReportRequest
         from pipeline.jobs.video import stylize_video as run_job
 
+        config = VideoJobConfig(video=video, temporal=configs[TemporalConfig], encode=configs[EncodeConfig])
         with common.EventRenderer(OPTIONS, quiet) as renderer:
-            summary = run_job(input, output, job, video, configs[EncodeConfig], configs[TemporalConfig],
-                              executor=executor_for(configs[ScaleConfig]), overwrite=overwrite, on_event=renderer,
-                              report_path=report, report_drift=report_drift)
+            summary = run_job(input, output, job, config, executor=executor_for(configs[ScaleConfig]),
+                              overwrite=overwrite, on_event=renderer,
+                              report=ReportRequest(path=report, drift=report_drift))
         resumed = f" ({summary.resumed_frames} from an earlier run)" if summary.resumed_frames else ""
         chunks = f", {len(summary.shots)} shots in {len(summary.chunks)} chunks" if summary.shots else ""
         common.print_line(

@@ -273,6 +273,16 @@ class EncodeConfig(_Checked):
                                      check=at_least(16, " pixels"))
 
 
+@dataclass(frozen=True)
+class VideoJobConfig:
+    """What a video job does besides stylizing each frame (``JobConfig``): which frames and the later
+    frames' budget, how the frames are tied together, how they are encoded."""
+
+    video: VideoConfig = field(default_factory=VideoConfig)
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
+
+
 _PREVIEW = setting("preview")  # the preview's own switch: a keyword of the CLI's preview branch
 _STYLE_WEIGHT, _STYLE_SCALE = setting("StyleConfig.style_weight"), setting("StyleConfig.style_scale")
 _WORKERS = setting("ScaleConfig.workers")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pipeline.config import FULL_SIZE, JobConfig
 from pipeline.errors import InputError, OutputExistsError, setting
+from pipeline.media.common import Size
 
 # A style image smaller than this on its short side holds too little texture to take a style from
 # (it would be blown up many times over to the working size); such a file is almost always a
@@ -64,12 +65,15 @@ class StylizerSetup:
         return build_stylizer(self.job)
 
 
-def working_size(height: int, width: int, size: int | str) -> tuple[int, int]:
-    """The (height, width) an input of ``height`` x ``width`` is stylized at: its own for ``--size full``,
-    else scaled so that its long side is ``size``."""
+def working_size(height: int, width: int, size: int | str) -> Size:
+    """The size an input of ``height`` x ``width`` is stylized at: its own for ``--size full``, else
+    scaled so that its long side is ``size``."""
     from pipeline.media.images import fit_long_side
 
-    return (height, width) if size == FULL_SIZE else fit_long_side(height, width, size)
+    if size == FULL_SIZE:
+        return Size(width=width, height=height)
+    fitted_height, fitted_width = fit_long_side(height, width, size)
+    return Size(width=fitted_width, height=fitted_height)
 
 
 def file_digest(path: Path) -> str:

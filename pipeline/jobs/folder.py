@@ -55,13 +55,13 @@ class _Records:
         result: ItemResult = outcome.value
         if result.status == "refused":  # the output's device is full or read-only: stop the whole job
             raise OSError(result.refused, result.error)
-        for key, message in result.warnings:
-            if key is None:
-                self.on_event(Notice(message))
-            elif key not in self.warned:
-                self.warned.add(key)
-                self.on_event(Notice(message))
-        self.finish(result.rel, result.status, result.seconds, result.error, outcome.worker)
+        for warning in result.warnings:
+            if warning.key is None:
+                self.on_event(Notice(message=warning.message))
+            elif warning.key not in self.warned:
+                self.warned.add(warning.key)
+                self.on_event(Notice(message=warning.message))
+        self.finish(result.rel, result.status, seconds=result.seconds, error=result.error, worker=outcome.worker)
 
     def settle(self, since: float) -> None:
         """After the work stopped: an image still pending whose output was written since ``since``
@@ -79,9 +79,9 @@ class _Records:
         if worker is not None:
             entry["worker"] = worker
         if status == "failed":
-            self.on_event(ItemFailed(rel, error))
+            self.on_event(ItemFailed(name=rel, error=error))
         else:
-            self.on_event(ItemDone(rel, self.items[rel].output, seconds, worker=worker))
+            self.on_event(ItemDone(name=rel, output=self.items[rel].output, seconds=seconds, worker=worker))
 
 
 def stylize_folder(
@@ -111,77 +111,86 @@ def stylize_folder(
     # One job per output folder, held from before it decides what is done until the report is out; with
     # workers the driver holds it for all of them.
     with contextlib.nullcontext() if dry_run else job_lock(output_dir, on_event=on_event):
-        return _locked_run(plan, job, config, fingerprint, dry_run, report, on_event, executor or LocalExecutor())
+        run = _FolderRun(plan, job, config, fingerprint, executor or LocalExecutor(), on_event)
+        return run.run(dry_run, report)
 
 
-def _locked_run(plan: FolderPlan, job: JobConfig, config: FolderConfig, fingerprint: dict, dry_run: bool,
-                report: Path | None, on_event: EventCallback, executor: Executor) -> FolderSummary:
-    """The folder job once its output is locked: what is done, the stylizing, the summary and report."""
-    input_dir, output_dir = plan.input_dir, plan.output_dir
-    finished = finished_outputs(plan, fingerprint, config.overwrite, dry_run=dry_run, on_event=on_event)
-    records = _Records(plan, finished, on_event)
-    todo = [item for item in plan.items if item.rel not in finished]
-    summary = FolderSummary(str(input_dir), str(output_dir), dry_run, len(plan.items))
-    start, began = time.perf_counter(), time.time()
-    try:
+class _FolderRun:
+    """One locked run of the folder job: what is done, the stylizing (on the executor), the summary and
+    the report."""
+
+    def __init__(self, plan: FolderPlan, job: JobConfig, config: FolderConfig, fingerprint: dict,
+                 executor: Executor, on_event: EventCallback):
+        self.plan, self.job, self.config, self.fingerprint = plan, job, config, fingerprint
+        self.executor, self.on_event = executor, on_event
+
+    def run(self, dry_run: bool, report: Path | None) -> FolderSummary:
+        plan, on_event = self.plan, self.on_event
+        input_dir, output_dir = plan.input_dir, plan.output_dir
+        finished = finished_outputs(plan, self.fingerprint, self.config.overwrite, dry_run=dry_run, on_event=on_event)
+        records = _Records(plan, finished, on_event)
+        todo = [item for item in plan.items if item.rel not in finished]
+        summary = FolderSummary(input=str(input_dir), output=str(output_dir), dry_run=dry_run, images=len(plan.items))
+        start, began = time.perf_counter(), time.time()
+        try:
+            if not dry_run:
+                if not plan.items:
+                    raise InputError(f"{input_dir}: no images found ({len(plan.ignored)} other files; images are "
+                                     "read from .jpg .jpeg .png .webp .tif .tiff .bmp .gif)")
+                self._stylize(todo, records, summary)
+        except OSError as exc:  # the manifest or an image could not be written: the device is full or read-only
+            if (code := refused_write(exc, output_dir)) is None:
+                raise
+            raise write_refused(code, output_dir, records.records) from exc
+        finally:
+            if not dry_run:
+                records.settle(began)
+            # The rate is the stylizing's, not the network loading's.
+            seconds = time.perf_counter() - start - (summary.setup_seconds or 0.0)
+            for name, value in counts(plan, records.records, seconds).items():
+                setattr(summary, name, value)
+            if report is not None:
+                write_report_if_possible(report, summary.as_dict())
         if not dry_run:
-            if not plan.items:
-                raise InputError(f"{input_dir}: no images found ({len(plan.ignored)} other files; images are "
-                                 "read from .jpg .jpeg .png .webp .tif .tiff .bmp .gif)")
-            _stylize(plan, job, config, fingerprint, todo, records, summary, executor, on_event)
-    except OSError as exc:  # the manifest or an image could not be written: the device is full or read-only
-        if (code := refused_write(exc, output_dir)) is None:
+            on_event(JobFinished(summary=summary))
+        return summary
+
+    def _stylize(self, todo: list[WorkItem], records: _Records, summary: FolderSummary) -> None:
+        """Start the executor, write the manifest, run the work, filling in ``summary``'s set-up fields."""
+        plan, config, on_event = self.plan, self.config, self.on_event
+        output_dir = plan.output_dir
+        started = time.perf_counter()
+        shared = SharedPaths(reads=(plan.input_dir, plan.items[0].source), writes=output_dir)
+        try:
+            with self.executor.start(StylizerSetup(job=self.job), on_event=on_event, shared=shared) as pool:
+                summary.device = pool.description
+                if pool.spread:  # each call gets one image, so there is nothing to batch
+                    summary.batch_size = 1
+                    if config.batch_size not in ("auto", 1):
+                        on_event(Notice(message=f"{setting('FolderConfig.batch_size')} {config.batch_size} is "
+                                                f"ignored with {setting('ScaleConfig.workers')}: each worker takes "
+                                                "one image at a time"))
+                else:
+                    summary.batch_size = resolve_batch_size(config.batch_size, pool.device, self.job.style.size)
+                summary.setup_seconds = round(time.perf_counter() - started, 3)
+                output_dir.mkdir(parents=True, exist_ok=True)
+                if removed := remove_stale_parts(output_dir):
+                    on_event(Notice(message=f"removed {removed} half-written temporary files left by an "
+                                            "interrupted run"))
+                write_manifest(output_dir, self.fingerprint, plan.input_dir)
+                on_event(JobStarted(kind="folder", total=len(plan.items), unit="image",
+                                    description=output_dir.name or str(output_dir), done=len(plan.items) - len(todo)))
+                work = functools.partial(stylize_images, quality=config.quality, batch_size=summary.batch_size,
+                                         read_ahead=config.read_ahead)
+                try:
+                    one_result = lambda item, result: True  # noqa: E731  (an image gives one result)
+                    with contextlib.closing(pool.map(work, todo, on_event, finishes=one_result)) as outcomes:
+                        for outcome in outcomes:
+                            records.take(outcome)
+                finally:
+                    summary.retried = pool.retried
+        except BaseException:
+            # Workers killed mid-write leave temporary files (nothing else writes here: the job holds the lock).
+            if output_dir.is_dir():
+                remove_stale_parts(output_dir)
             raise
-        raise write_refused(code, output_dir, records.records) from exc
-    finally:
-        if not dry_run:
-            records.settle(began)
-        # The rate is the stylizing's, not the network loading's.
-        seconds = time.perf_counter() - start - (summary.setup_seconds or 0.0)
-        for name, value in counts(plan, records.records, seconds).items():
-            setattr(summary, name, value)
-        if report is not None:
-            write_report_if_possible(report, summary.as_dict())
-    if not dry_run:
-        on_event(JobFinished(summary))
-    return summary
-
-
-def _stylize(plan: FolderPlan, job: JobConfig, config: FolderConfig, fingerprint: dict, todo: list[WorkItem],
-             records: _Records, summary: FolderSummary, executor: Executor,
-             on_event: EventCallback) -> None:
-    """Start the executor, write the manifest, run the work, filling in ``summary``'s set-up fields."""
-    output_dir = plan.output_dir
-    started = time.perf_counter()
-    shared = SharedPaths((plan.input_dir, plan.items[0].source), output_dir)
-    try:
-        with executor.start(StylizerSetup(job), on_event=on_event, shared=shared) as pool:
-            summary.device = pool.description
-            if pool.spread:  # each call gets one image, so there is nothing to batch
-                summary.batch_size = 1
-                if config.batch_size not in ("auto", 1):
-                    on_event(Notice(f"{setting('FolderConfig.batch_size')} {config.batch_size} is ignored with "
-                                    f"{setting('ScaleConfig.workers')}: each worker takes one image at a time"))
-            else:
-                summary.batch_size = resolve_batch_size(config.batch_size, pool.device, job.style.size)
-            summary.setup_seconds = round(time.perf_counter() - started, 3)
-            output_dir.mkdir(parents=True, exist_ok=True)
-            if removed := remove_stale_parts(output_dir):
-                on_event(Notice(f"removed {removed} half-written temporary files left by an interrupted run"))
-            write_manifest(output_dir, fingerprint, plan.input_dir)
-            on_event(JobStarted("folder", len(plan.items), "image", output_dir.name or str(output_dir),
-                                done=len(plan.items) - len(todo)))
-            work = functools.partial(stylize_images, quality=config.quality, batch_size=summary.batch_size,
-                                     read_ahead=config.read_ahead)
-            try:
-                one_result = lambda item, result: True  # noqa: E731  (an image gives one result)
-                with contextlib.closing(pool.map(work, todo, on_event, finishes=one_result)) as outcomes:
-                    for outcome in outcomes:
-                        records.take(outcome)
-            finally:
-                summary.retried = pool.retried
-    except BaseException:
-        # Workers killed mid-write leave temporary files (nothing else writes here: the job holds the lock).
-        if output_dir.is_dir():
-            remove_stale_parts(output_dir)
-        raise

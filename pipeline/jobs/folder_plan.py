@@ -7,6 +7,7 @@ version can hand them to several workers.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import json
 import os
@@ -31,12 +32,20 @@ class WorkItem:
     output: Path
 
 
+@dataclass(frozen=True)
+class IgnoredFile:
+    """A file under INPUT_DIR that is not an image the job reads."""
+
+    rel: str
+    why: str
+
+
 @dataclass
 class FolderPlan:
     input_dir: Path
     output_dir: Path
     items: list[WorkItem]  # every selected image, in walk order
-    ignored: list[tuple[str, str]] = field(default_factory=list)  # (rel, why): files that are not images
+    ignored: list[IgnoredFile] = field(default_factory=list)  # files that are not images
     excluded: int = 0  # images left out by --include / --exclude
 
 
@@ -70,7 +79,7 @@ def plan_folder(input_dir: Path, output_dir: Path, config: FolderConfig = Folder
 
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     check_folders(input_dir, output_dir)
-    plan = FolderPlan(input_dir, output_dir, [])
+    plan = FolderPlan(input_dir=input_dir, output_dir=output_dir, items=[])
     for folder, dirs, files in os.walk(input_dir):
         # Hidden folders hold thumbnails and app data (.thumbnails, .git), not photos; symlinked
         # folders are not followed (os.walk's default), which also rules out loops.
@@ -79,14 +88,15 @@ def plan_folder(input_dir: Path, output_dir: Path, config: FolderConfig = Folder
             path = Path(folder, name)
             rel = path.relative_to(input_dir).as_posix()
             if name.startswith("."):  # .DS_Store, macOS "._IMG_1.jpg" resource forks
-                plan.ignored.append((rel, "hidden file"))
+                plan.ignored.append(IgnoredFile(rel=rel, why="hidden file"))
             elif path.suffix.lower() not in READ_SUFFIXES:
-                plan.ignored.append((rel, f"not an image type read here ({path.suffix.lower() or 'no extension'})"))
+                why = f"not an image type read here ({path.suffix.lower() or 'no extension'})"
+                plan.ignored.append(IgnoredFile(rel=rel, why=why))
             elif not _selected(rel, config):
                 plan.excluded += 1
             else:
                 out_rel = rel[: len(rel) - len(path.suffix)] + output_suffix(path, config.format)
-                plan.items.append(WorkItem(rel, path, output_dir / out_rel))
+                plan.items.append(WorkItem(rel=rel, source=path, output=output_dir / out_rel))
     plan.items = _resolve_collisions(plan.items, output_dir)
     return plan
 
@@ -105,7 +115,7 @@ def _resolve_collisions(items: list[WorkItem], output_dir: Path) -> list[WorkIte
         for i in indices:
             item = items[i]
             if item.source.suffix != item.output.suffix:
-                result[i] = WorkItem(item.rel, item.source, output_dir / (item.rel + item.output.suffix))
+                result[i] = dataclasses.replace(item, output=output_dir / (item.rel + item.output.suffix))
     return _number_case_twins(result)
 
 
@@ -125,7 +135,7 @@ def _number_case_twins(items: list[WorkItem]) -> list[WorkItem]:
                 output = item.output.with_name(f"{item.output.stem} ({n}){item.output.suffix}")
                 n += 1
             taken.add(str(output).lower())
-            item = WorkItem(item.rel, item.source, output)
+            item = dataclasses.replace(item, output=output)
             key = str(output).lower()
         seen.add(key)
         result.append(item)
@@ -204,7 +214,7 @@ def finished_outputs(plan: FolderPlan, fingerprint: dict, overwrite: bool, *, dr
     if existing and not same and not dry_run:
         for item in existing:
             item.output.unlink(missing_ok=True)
-        on_event(Notice(f"removed {len(existing)} outputs made with other options ({setting('overwrite')})"))
+        on_event(Notice(message=f"removed {len(existing)} outputs made with other options ({setting('overwrite')})"))
     return set()
 
 

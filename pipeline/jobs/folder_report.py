@@ -27,12 +27,13 @@ def counts(plan: FolderPlan, records: dict[str, dict], seconds: float) -> dict:
     for entry in records.values():
         by_status[entry["status"]] = by_status.get(entry["status"], 0) + 1
     ignored_types: dict[str, int] = {}
-    for rel, _why in plan.ignored:
+    for ignored in plan.ignored:
+        rel = ignored.rel
         suffix = "hidden" if rel.rsplit("/", 1)[-1].startswith(".") else (Path(rel).suffix.lower() or "no extension")
         ignored_types[suffix] = ignored_types.get(suffix, 0) + 1
     done = by_status.get("done", 0)
     files = list(records.values()) + [
-        {"input": rel, "output": None, "status": "ignored", "seconds": 0.0, "error": why} for rel, why in plan.ignored
+        {"input": f.rel, "output": None, "status": "ignored", "seconds": 0.0, "error": f.why} for f in plan.ignored
     ]
     return {
         "done": done,

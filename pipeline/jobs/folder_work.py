@@ -34,6 +34,14 @@ _END = object()  # the last thing a thread puts on a queue
 
 
 @dataclass(frozen=True)
+class ItemWarning:
+    """Something to tell the user about an image that does not fail it."""
+
+    key: str | None  # warnings with one key are shown once per job; None: every time
+    message: str
+
+
+@dataclass(frozen=True)
 class ItemResult:
     """What one image came to (picklable: from a worker process it travels back to the driver)."""
 
@@ -42,7 +50,7 @@ class ItemResult:
     seconds: float = 0.0
     error: str | None = None
     refused: int | None = None  # with "refused": the errno (ENOSPC, EROFS, ...)
-    warnings: tuple[tuple[str | None, str], ...] = ()  # (key: shown once per job, or None: always; message)
+    warnings: tuple[ItemWarning, ...] = ()
 
 
 def resolve_batch_size(batch_size: int | str, device: str, long_side: int | str) -> int:
@@ -71,6 +79,16 @@ class _Failed:
     error: str
 
 
+@dataclass
+class _Stylized:
+    """One stylized image on its way to the writer thread."""
+
+    job: _Loaded
+    image: object  # [1, 3, h, w] float tensor on the CPU
+    seconds: float  # its share of its batch's stylizing time
+    notes: tuple[ItemWarning, ...]  # warnings that go with its result
+
+
 def _prepare(item: WorkItem, long_side: int | str, min_side: int) -> _Loaded | _Failed:
     """Decode and resize one image, in the reader thread; user-fixable problems become a _Failed."""
     import numpy as np
@@ -83,19 +101,20 @@ def _prepare(item: WorkItem, long_side: int | str, min_side: int) -> _Loaded | _
         image = load_image(item.source, draft_long_side=None if long_side == FULL_SIZE else long_side)
         height, width = image.rgb.shape[-2:]
         size = working_size(height, width, long_side)
-        if min(size) < min_side:
-            at = "" if long_side == FULL_SIZE else f" becomes {size[1]}x{size[0]} px at a working size of {long_side}"
+        if min(size.width, size.height) < min_side:
+            at = "" if long_side == FULL_SIZE else f" becomes {size.width}x{size.height} px at a working size of " \
+                                                   f"{long_side}"
             raise InputError(f"{item.source}: too small: {width}x{height} px{at}, the network needs at least "
                              f"{min_side} px on each side")
         alpha = image.alpha
-        if alpha is not None and alpha.shape != size:
+        if alpha is not None and alpha.shape != size.hw:
             # Only the working-size copy is kept: a full-size float alpha can weigh hundreds of MB.
             a = Image.fromarray(np.clip(alpha * 255 + 0.5, 0, 255).astype(np.uint8), "L")
-            alpha = np.asarray(a.resize((size[1], size[0]), Image.Resampling.BICUBIC), np.float32) / 255
-        return _Loaded(item, resize(image.rgb, size), alpha, image.info, save_format_for(item.output),
-                       image.n_frames)
+            alpha = np.asarray(a.resize((size.width, size.height), Image.Resampling.BICUBIC), np.float32) / 255
+        return _Loaded(item=item, content=resize(image.rgb, size.hw), alpha=alpha, info=image.info,
+                       fmt=save_format_for(item.output), n_frames=image.n_frames)
     except (StylizeError, OSError) as exc:
-        return _Failed(item, str(exc) if str(item.source) in str(exc) else f"{item.source}: {exc}")
+        return _Failed(item=item, error=str(exc) if str(item.source) in str(exc) else f"{item.source}: {exc}")
 
 
 class _Thread(threading.Thread):
@@ -140,7 +159,7 @@ def _animated(job: _Loaded) -> str:
     return f"{job.item.rel}: animated ({job.n_frames} frames); only the first is stylized"
 
 
-def _save(job: _Loaded, image, quality: int, seconds: float, notes: tuple = ()) -> ItemResult:
+def _save(job: _Loaded, image, quality: int, seconds: float, notes: tuple[ItemWarning, ...] = ()) -> ItemResult:
     """Save one stylized image ([1, 3, h, w]) atomically, in the writer thread.
 
     A device that is full or read-only is a "refused" result: every later write would fail too, so
@@ -149,40 +168,42 @@ def _save(job: _Loaded, image, quality: int, seconds: float, notes: tuple = ()) 
     from pipeline.media.images import FORMATS_WITH_ALPHA, save_image
 
     start = time.perf_counter()
-    warnings = [*notes, *([(None, _animated(job))] if job.n_frames > 1 else [])]
+    warnings = [*notes, *([ItemWarning(key=None, message=_animated(job))] if job.n_frames > 1 else [])]
     try:
         save_image(image, job.item.output, alpha=job.alpha, info=job.info, quality=quality, fmt=job.fmt)
     except (StylizeError, OSError, ValueError) as exc:  # PIL refusing the data, a name too long, ...
         if (code := refused_write(exc, job.item.output.parent)) is not None:
-            return ItemResult(job.item.rel, "refused", error=f"{job.item.output}: {exc}", refused=code)
-        return ItemResult(job.item.rel, "failed", error=f"{job.item.output}: cannot write ({exc})",
+            return ItemResult(rel=job.item.rel, status="refused", error=f"{job.item.output}: {exc}", refused=code)
+        return ItemResult(rel=job.item.rel, status="failed", error=f"{job.item.output}: cannot write ({exc})",
                           warnings=tuple(warnings))
     if job.alpha is not None and job.fmt not in FORMATS_WITH_ALPHA:
-        warnings.append(("alpha", f"{job.fmt} cannot hold transparency: alpha channels are dropped "
-                         f"(first: {job.item.rel}); use {setting('FolderConfig.format')} png to keep them"))
-    return ItemResult(job.item.rel, "done", seconds + time.perf_counter() - start, warnings=tuple(warnings))
+        warnings.append(ItemWarning(key="alpha", message=f"{job.fmt} cannot hold transparency: alpha channels are "
+                                    f"dropped (first: {job.item.rel}); use {setting('FolderConfig.format')} png to "
+                                    "keep them"))
+    return ItemResult(rel=job.item.rel, status="done", seconds=seconds + time.perf_counter() - start,
+                      warnings=tuple(warnings))
 
 
 def _stylize_batch(stylizer, batch: list[_Loaded], writes: queue.Queue, emit: EventCallback,
-                   notes: tuple = ()) -> Iterator[ItemResult]:
+                   notes: tuple[ItemWarning, ...] = ()) -> Iterator[ItemResult]:
     """Stylize one batch and hand its images to the writer; yields the images that failed.
     ``notes``: warnings that go with each image's result."""
     import torch
 
     names = batch[0].item.rel + (f" (+{len(batch) - 1})" if len(batch) > 1 else "")
-    emit(ItemStarted(names, stylizer.config.iterations))
+    emit(ItemStarted(name=names, total_iterations=stylizer.config.iterations))
     start = time.perf_counter()
     try:
         result = stylizer.stylize(torch.cat([job.content for job in batch]),
-                                  on_progress=lambda d, t, loss: emit(Iteration(d, t, loss)),
-                                  on_notice=lambda message: emit(Notice(message)))
+                                  on_progress=lambda d, t, loss: emit(Iteration(done=d, total=t, loss=loss)),
+                                  on_notice=lambda message: emit(Notice(message=message)))
     except DeviceMemoryError:
         # Not a bug but a limit of this GPU: a batch is retried one image at a time; a single image
         # that does not fit fails alone (its size is rare in the folder, or every photo would fail).
         # The Stylizer has already given the memory back.
         if len(batch) > 1:
-            note = ("oom", f"out of GPU memory for a batch of {len(batch)}: retrying one image at a time (a smaller "
-                    f"{setting('FolderConfig.batch_size')} avoids the retries)")
+            note = ItemWarning(key="oom", message=f"out of GPU memory for a batch of {len(batch)}: retrying one image "
+                               f"at a time (a smaller {setting('FolderConfig.batch_size')} avoids the retries)")
             for job in batch:
                 yield from _stylize_batch(stylizer, [job], writes, emit, (*notes, note))
             return
@@ -191,12 +212,12 @@ def _stylize_batch(stylizer, batch: list[_Loaded], writes: queue.Queue, emit: Ev
         result, error = None, str(exc)
     if result is None:
         for job in batch:
-            yield ItemResult(job.item.rel, "failed", error=f"{job.item.source}: {error}", warnings=notes)
+            yield ItemResult(rel=job.item.rel, status="failed", error=f"{job.item.source}: {error}", warnings=notes)
         return
     images = result.image.cpu()
     share = (time.perf_counter() - start) / len(batch)  # a batch's time, split evenly over its images
     for i, job in enumerate(batch):
-        writes.put((job, images[i : i + 1], share, notes))
+        writes.put(_Stylized(job=job, image=images[i : i + 1], seconds=share, notes=notes))
 
 
 def stylize_images(stylizer, items: list[WorkItem], emit: EventCallback, *, quality: int = 95,
@@ -224,7 +245,7 @@ def stylize_images(stylizer, items: list[WorkItem], emit: EventCallback, *, qual
             if stopped:
                 continue
             try:
-                result = _save(entry[0], entry[1], quality, entry[2], entry[3])
+                result = _save(entry.job, entry.image, quality, entry.seconds, entry.notes)
             except BaseException as exc:  # a bug (or a test's interrupt): the caller's thread raises it
                 writer.error, stopped = exc, True
                 continue
@@ -241,7 +262,7 @@ def stylize_images(stylizer, items: list[WorkItem], emit: EventCallback, *, qual
     try:
         for batch in _batches(loaded, batch_size, ended):
             if isinstance(batch, _Failed):
-                yield ItemResult(batch.item.rel, "failed", error=batch.error)
+                yield ItemResult(rel=batch.item.rel, status="failed", error=batch.error)
             else:
                 yield from _stylize_batch(stylizer, batch, writes, emit)
             yield from finished()

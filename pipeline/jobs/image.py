@@ -37,13 +37,13 @@ def stylize_image_file(
     fmt = save_format_for(output_path)
     stylizer = stylizer or build_stylizer(job)
     size = working_size(image.rgb.shape[-2], image.rgb.shape[-1], job.style.size)
-    content = resize(image.rgb, size)
+    content = resize(image.rgb, size.hw)
 
     start = time.perf_counter()
-    on_event(JobStarted("image", job.style.iterations, "it", input_path.name))
-    on_event(ItemStarted(input_path.name, job.style.iterations))
-    result = stylizer.stylize(content, on_progress=lambda d, t, loss: on_event(Iteration(d, t, loss)),
-                              on_notice=lambda message: on_event(Notice(message)))
+    on_event(JobStarted(kind="image", total=job.style.iterations, unit="it", description=input_path.name))
+    on_event(ItemStarted(name=input_path.name, total_iterations=job.style.iterations))
+    result = stylizer.stylize(content, on_progress=lambda d, t, loss: on_event(Iteration(done=d, total=t, loss=loss)),
+                              on_notice=lambda message: on_event(Notice(message=message)))
     alpha = image.alpha
     try:
         save_image(result.image.cpu(), output_path, alpha=alpha, info=image.info, quality=quality, fmt=fmt)
@@ -52,8 +52,10 @@ def stylize_image_file(
             raise
         raise output_write_error(code, output_path.parent, f"{output_path.name} was not written") from exc
     seconds = time.perf_counter() - start
-    on_event(ItemDone(input_path.name, output_path, seconds, result.losses))
-    summary = ImageSummary(str(output_path), size[1], size[0], result.evaluations, seconds,
-                           seconds / max(1, result.evaluations), str(stylizer.device), result.losses)
-    on_event(JobFinished(summary))
+    on_event(ItemDone(name=input_path.name, output=output_path, seconds=seconds, losses=result.losses))
+    summary = ImageSummary(output=str(output_path), width=size.width, height=size.height,
+                           iterations=result.evaluations, seconds=seconds,
+                           seconds_per_iteration=seconds / max(1, result.evaluations), device=str(stylizer.device),
+                           losses=result.losses)
+    on_event(JobFinished(summary=summary))
     return summary

@@ -96,8 +96,8 @@ def job_lock(folder: Path, *, label: Path | str | None = None, on_event: EventCa
             os.close(fd)
             if isinstance(exc, OSError) and exc.errno not in UNSUPPORTED:
                 raise
-            on_event(Notice(f"{label}: this file system cannot lock files ({exc}): nothing stops a second run "
-                            "on the same output from writing at the same time"))
+            on_event(Notice(message=f"{label}: this file system cannot lock files ({exc}): nothing stops a second "
+                                    "run on the same output from writing at the same time"))
             try:
                 yield False
             finally:

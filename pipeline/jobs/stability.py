@@ -117,32 +117,18 @@ def warping_errors(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray], 
     valid = [e for e in per_frame if e is not None]
     mean = float(np.mean(valid)) if valid else None
     height, width = prev_out.shape[:2]
-    return StabilityReport(count, width, height, per_frame, mean)
+    return StabilityReport(frames=count, width=width, height=height, per_frame=per_frame, warping_error=mean)
 
 
 def video_frames(path: str | Path) -> Iterator[np.ndarray]:
-    """Decode a video file's first video stream into uint8 RGB frames, one at a time (PyAV)."""
-    import av
+    """A video's frames (or a folder of numbered frames) as uint8 RGB, one at a time, upright.
 
-    from pipeline.media.video import frame_rotation, upright
+    Read by the job's own reader (pipeline/media/video.py), so a file it cannot read fails here with
+    the same message as in a job."""
+    from pipeline.media.video import decode_frames, probe
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: video not found")
-    try:
-        container = av.open(str(path))
-    except av.error.FFmpegError as exc:
-        raise InputError(f"{path}: cannot open as a video ({exc})") from exc
-    with container:
-        if not container.streams.video:
-            raise InputError(f"{path}: has no video stream")
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        try:
-            for frame in container.decode(stream):
-                yield upright(frame.to_ndarray(format="rgb24"), frame_rotation(frame))
-        except av.error.FFmpegError as exc:
-            raise InputError(f"{path}: cannot decode ({exc})") from exc
+    for frame in decode_frames(probe(path)):
+        yield frame.rgb
 
 
 def compare_videos(input_path: str | Path, output_path: str | Path, preset: str = "medium",

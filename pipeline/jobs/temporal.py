@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -37,6 +38,24 @@ class FramePlan(NamedTuple):
     # None = the configured coarse-to-fine schedule. A frame that starts from the previous result
     # already holds a full-resolution stylization; a coarse pass would only blur it away.
     scales: int | None = None
+
+
+@dataclass(frozen=True)
+class LongFlow:
+    """With ``--long-term K``: the frame K back in the same shot, and the flow from it to this frame."""
+
+    index: int
+    flow: PairFlow
+    content: np.ndarray  # its input frame, uint8 at the working size
+
+
+@dataclass(frozen=True)
+class EarlierFrame:
+    """What ``prepare`` needs of the frame K back (``--long-term``): the flow from it, its result and its input."""
+
+    flow: PairFlow
+    stylized: np.ndarray | torch.Tensor
+    content: np.ndarray | torch.Tensor
 
 
 def as_rgb_float(image: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -93,7 +112,7 @@ class TemporalGuide:
         content: np.ndarray | torch.Tensor,
         previous_stylized: np.ndarray | torch.Tensor | None,
         pair_flow: PairFlow | None,
-        long_term: tuple[PairFlow, np.ndarray, np.ndarray] | None = None,
+        long_term: EarlierFrame | None = None,
         previous_content: np.ndarray | torch.Tensor | None = None,
     ) -> FramePlan:
         """The plan for the current frame.
@@ -106,13 +125,13 @@ class TemporalGuide:
         """
         mode = self.config.init
         if previous_stylized is None or mode == "frame":
-            return FramePlan(None, None, False)
+            return FramePlan(init=None, temporal=None, scene_cut=False)
         if self.is_scene_cut(pair_flow):
             # A new shot: anything carried over from the previous one would smear it into this one.
-            return FramePlan(None, None, True)
+            return FramePlan(init=None, temporal=None, scene_cut=True)
         previous = as_rgb_float(previous_stylized)
         if mode == "previous":
-            return FramePlan(as_tensor(previous), None, False, scales=1)
+            return FramePlan(init=as_tensor(previous), temporal=None, scene_cut=False, scales=1)
         if pair_flow is None:
             raise ValueError("init 'warped' needs the flow from TemporalGuide.annotate for every frame after the first")
         current = as_rgb_float(content)
@@ -125,11 +144,11 @@ class TemporalGuide:
         warped, confidence = pair_flow.warp(previous), pair_flow.confidence
         offset = pair_flow.warp(previous - as_rgb_float(previous_content)) if offsets else None
         if long_term is not None:
-            long_flow, earlier_stylized, earlier_content = long_term
-            earlier = as_rgb_float(earlier_stylized)
+            earlier = as_rgb_float(long_term.stylized)
             if offsets:  # the same fold for the offsets: the weights depend on the masks only
-                offset, _ = with_long_term(offset, confidence, long_flow, earlier - as_rgb_float(earlier_content))
-            warped, confidence = with_long_term(warped, confidence, long_flow, earlier)
+                offset, _ = with_long_term(offset, confidence, long_term.flow,
+                                           earlier - as_rgb_float(long_term.content))
+            warped, confidence = with_long_term(warped, confidence, long_term.flow, earlier)
         start = as_tensor(start_image(warped, current, self.config.content_blend, offset, confidence))
         # Where the flow cannot explain a pixel (newly visible, motion boundary, entering the frame)
         # the warp holds a smear of stylized neighbours. With --carry result that smear is the start;
@@ -140,16 +159,16 @@ class TemporalGuide:
         # temporal term does not hold such pixels (confidence 0): the optimiser may repaint them.
         temporal = None
         if self.config.weight > 0:
-            temporal = TemporalTerm(start, as_tensor(confidence), self.config.weight)
-        return FramePlan(start, temporal, False, scales=1)
+            temporal = TemporalTerm(warped=start, mask=as_tensor(confidence), weight=self.config.weight)
+        return FramePlan(init=start, temporal=temporal, scene_cut=False, scales=1)
 
     # The video job's two hooks (pipeline/jobs/video_work.py), for items with ``.index``, ``.content``
     # (uint8 RGB at the working size) and an ``.extra`` dict (video_work.FrameItem).
 
     def annotate_item(self, previous_item, item) -> None:
         """Reader-thread hook: store the flow from the previous input frame in ``item.extra["flow"]``,
-        and with ``--long-term K`` the flow from the frame K back in ``item.extra["long_flow"]``
-        (``(index, PairFlow, its uint8 content)``, only when that frame belongs to the same shot).
+        and with ``--long-term K`` the flow from the frame K back in ``item.extra["long_flow"]`` (a
+        ``LongFlow``, only when that frame belongs to the same shot).
 
         Called for every frame in order, also for frames a resumed job takes from its job folder,
         so the history it keeps is the same in a resumed run.
@@ -163,19 +182,18 @@ class TemporalGuide:
             index, content = self._recent[0]
             if index >= self._shot_start:
                 flow_k = compute_pair_flow(content, item.content, self.config.flow_preset)
-                item.extra["long_flow"] = (index, flow_k, content)
+                item.extra["long_flow"] = LongFlow(index=index, flow=flow_k, content=content)
         self._recent.append((item.index, item.content))
 
-    def frame_init(self, item, previous_item, previous_styled: np.ndarray):
-        """Stylizer-thread hook: ``(init, temporal)`` for a frame after the first; ``item.extra``
-        gets ``scene_cut`` so the job can give a new shot the first frame's iterations."""
+    def frame_init(self, item, previous_item, previous_styled: np.ndarray) -> FramePlan:
+        """Stylizer-thread hook: the plan of a frame after the first; ``item.extra`` gets ``scene_cut``
+        so the job can give a new shot the first frame's iterations."""
         long_term = None
         if (found := item.extra.get("long_flow")) is not None and self.styled_frame is not None:
-            index, flow, content = found
-            long_term = (flow, self.styled_frame(index), content)
+            long_term = EarlierFrame(flow=found.flow, stylized=self.styled_frame(found.index), content=found.content)
         plan = self.prepare(item.content, previous_styled, item.extra.get("flow"), long_term, previous_item.content)
         item.extra["scene_cut"] = plan.scene_cut
-        return plan.init, plan.temporal
+        return plan
 
 
 def start_image(warped: np.ndarray, content: np.ndarray, let_go: float, offset: np.ndarray | None = None,

@@ -22,16 +22,19 @@ import functools
 import queue
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config import FULL_SIZE, EncodeConfig, JobConfig, TemporalConfig, VideoConfig
+from pipeline.config import FULL_SIZE, JobConfig, VideoConfig, VideoJobConfig
 from pipeline.errors import ConfigError, InputError, OutputExistsError, StylizeError, setting
 from pipeline.events import EventCallback, ItemDone, JobFinished, JobStarted, Notice, ignore
 from pipeline.jobs.common import StylizerSetup, check_output, check_styles, job_fingerprint, working_size
 from pipeline.jobs.lock import job_lock
+from pipeline.jobs.stability import StabilityReport
 from pipeline.jobs.video_chunks import Chunk, handing_over, output_frame, plan_chunks, shot_starts, whole_clip
 from pipeline.jobs.video_resume import JobFolder, input_identity, output_bytes, publish, stop_on_refused_write
 from pipeline.jobs.video_work import FrameDone, VideoWork, render_chunks
+from pipeline.media.common import Size
 from pipeline.media.image_sequence import FrameFolderWriter
 from pipeline.media.video import FrameWindow, VideoInfo, VideoWriter, probe
 from pipeline.results import VideoSummary
@@ -39,60 +42,71 @@ from pipeline.scale.local import LocalExecutor
 from pipeline.scale.work import Executor, GaveUp, SharedPaths
 
 
+@dataclass(frozen=True)
+class ReportRequest:
+    """The stability report a video job writes at its end: the JSON's ``path`` (None: no report; the
+    plot goes beside it), and whether it also measures content ``drift``. The job's messages name them
+    as the CLI's keywords, ``report`` and ``report_drift``."""
+
+    path: Path | None = None
+    drift: bool = False
+
+
 def stylize_video(
     input_path: Path,
     output_path: Path,
     job: JobConfig,
-    video: VideoConfig = VideoConfig(),
-    encode: EncodeConfig = EncodeConfig(),
-    temporal: TemporalConfig = TemporalConfig(),
+    config: VideoJobConfig = VideoJobConfig(),
     *,
     executor: Executor | None = None,
     overwrite: bool = False,
     on_event: EventCallback = ignore,
-    report_path: Path | None = None,
-    report_drift: bool = False,
+    report: ReportRequest = ReportRequest(),
 ) -> VideoSummary:
     """Stylize a video file (or a folder of numbered frames) into ``output_path``; resumes an
     interrupted run. Returns the summary.
 
     ``job.style.size`` is the working size (never more than the input's; ``VIDEO_STYLE`` holds the
-    video defaults), ``job.style.iterations`` the first frame's budget, ``video.iterations`` each
-    later frame's; ``temporal`` ties the frames together. ``executor``: where the frames are
-    stylized (default: this process). ``report_path``: write the stability report (warping error of
-    the output frames, flow and occlusions from the input frames) as JSON, and its plot beside it.
-    ``report_drift``: the report also measures content drift (pipeline.jobs.stability.content_drift)
-    on sampled frames, each stylized again on its own with the first frame's budget: that costs
-    about ``job.style.iterations`` evaluations per sampled frame (about 50 frames for a long clip).
+    video defaults), ``job.style.iterations`` the first frame's budget, ``config.video.iterations``
+    each later frame's; ``config.temporal`` ties the frames together, ``config.encode`` says how they
+    are encoded. ``executor``: where the frames are stylized (default: this process). ``report.path``:
+    write the stability report (warping error of the output frames, flow and occlusions from the
+    input frames) as JSON, and its plot beside it. ``report.drift``: the report also measures content
+    drift (pipeline.jobs.stability.content_drift) on sampled frames, each stylized again on its own
+    with the first frame's budget: that costs about ``job.style.iterations`` evaluations per sampled
+    frame (about 50 frames for a long clip).
     """
     input_path, output_path = Path(input_path), Path(output_path)
     executor = executor or LocalExecutor()
+    video = config.video
     if output_path.exists() and input_path.exists() and output_path.resolve() == input_path.resolve():
         raise OutputExistsError(f"{output_path}: output would replace the input")
     check_output(output_path, overwrite)
     check_styles(job)  # before the first frame is read
-    if report_drift and report_path is None:
+    if report.drift and report.path is None:
         raise ConfigError(f"{setting('report_drift')} is part of the stability report: give {setting('report')} too")
-    info = probe(input_path, FrameWindow(video.start, video.duration, video.max_frames), video.fps)
+    window = FrameWindow(start=video.start, duration=video.duration, max_frames=video.max_frames)
+    info = probe(input_path, window, video.fps)
     if info.damage:
-        on_event(Notice(f"{input_path}: damaged file, {info.damage}: the job will stop there"))
+        on_event(Notice(message=f"{input_path}: damaged file, {info.damage}: the job will stop there"))
     if info.rotation:
-        on_event(Notice(f"{input_path}: stored turned by {info.rotation}° (display matrix): stylized and written "
-                        f"upright, {info.width}x{info.height}"))
+        on_event(Notice(message=f"{input_path}: stored turned by {info.rotation}° (display matrix): stylized and "
+                                f"written upright, {info.width}x{info.height}"))
     size = job.style.size if job.style.size == FULL_SIZE else min(job.style.size, max(info.height, info.width))
     work_size = working_size(info.height, info.width, size)
     # Every chain starts from its frame's content; the style config's size is the frames' own.
-    job = dataclasses.replace(job, style=job.style.replace(size=max(work_size), init="content"))
-    work = VideoWork(info, output_path, work_size, job.style.iterations, video.iterations, job.style.scales,
-                     temporal)
+    job = dataclasses.replace(job, style=job.style.replace(size=max(work_size.width, work_size.height),
+                                                           init="content"))
+    work = VideoWork(info=info, output=output_path, work_size=work_size, first_iterations=job.style.iterations,
+                     iterations=video.iterations, scales=job.style.scales, temporal=config.temporal)
     folder = JobFolder(output_path)
     # One job per output: the lock lives in the job folder and is held until the output is in place.
     with job_lock(folder.path, label=output_path, on_event=on_event):
         check_output(output_path, overwrite)  # again: the run that held the lock may just have finished it
         with stop_on_refused_write(output_path, folder, info.frames):  # a full disk: one line, frames kept
-            job_run = _VideoRun(work, job, video, encode, executor, on_event)
-            summary = job_run.run(overwrite, report_path, report_drift)
-    on_event(JobFinished(summary))
+            job_run = _VideoRun(work, job, config, executor, on_event)
+            summary = job_run.run(overwrite, report)
+    on_event(JobFinished(summary=summary))
     return summary
 
 
@@ -109,26 +123,36 @@ def _resume_relevant(video: VideoConfig) -> dict:
     return options
 
 
+@dataclass(frozen=True)
+class _Stylized:
+    """How the stylizing went: the stability report (when asked for), where it ran, chunks re-queued."""
+
+    stability: StabilityReport | None
+    device: str  # the pool's description; "none" when every frame was resumed
+    retried: int
+
+
 class _VideoRun:
     """One locked run of the video job: plan, stylize (on the executor), encode, report."""
 
-    def __init__(self, work: VideoWork, job: JobConfig, video: VideoConfig, encode: EncodeConfig,
-                 executor: Executor, on_event: EventCallback):
-        self.work, self.job, self.video, self.encode = work, job, video, encode
+    def __init__(self, work: VideoWork, job: JobConfig, config: VideoJobConfig, executor: Executor,
+                 on_event: EventCallback):
+        self.work, self.job, self.config = work, job, config
         self.executor, self.on_event = executor, on_event
         self.folder = work.folder
         self.counted: set[int] = set()  # own frames resumed or reported so far
         self.stylized = 0  # own frames stylized by this run
         self.stylize_seconds = 0.0  # their stylizing time, and that of the hand-over frames
 
-    def run(self, overwrite: bool, report_path: Path | None, report_drift: bool) -> VideoSummary:
+    def run(self, overwrite: bool, report: ReportRequest) -> VideoSummary:
         work, folder, info = self.work, self.folder, self.work.info
         output = work.output
         chunking = {"max_chunk": self.executor.max_chunk, "overlap": self.executor.overlap if self.executor.max_chunk
                     else 0}
-        fingerprint = job_fingerprint(self.job, video=_resume_relevant(self.video), work_size=list(work.work_size),
-                                      input=input_identity(info.path), temporal=dataclasses.asdict(work.temporal),
-                                      chunks=chunking)
+        # The working size as [height, width]: the resume key of job folders written before it was a Size.
+        fingerprint = job_fingerprint(self.job, video=_resume_relevant(self.config.video),
+                                      work_size=list(work.work_size.hw), input=input_identity(info.path),
+                                      temporal=dataclasses.asdict(work.temporal), chunks=chunking)
         folder.open(fingerprint, overwrite)
         self.counted = {i for i in range(info.frames) if folder.frame_path(i).exists()}
         resumed = len(self.counted)
@@ -141,11 +165,12 @@ class _VideoRun:
                 shots = shot_starts(info, work.work_size, work.temporal)
                 chunks = plan_chunks(shots, info.frames, self.executor.max_chunk, self.executor.overlap)
             if resumed:
-                self.on_event(Notice(f"resuming: {resumed} of {info.frames} frames were already stylized "
-                                     f"({folder.path})"))
-            self.on_event(JobStarted("video", info.frames, "frame", info.path.name, resumed))
+                self.on_event(Notice(message=f"resuming: {resumed} of {info.frames} frames were already stylized "
+                                             f"({folder.path})"))
+            self.on_event(JobStarted(kind="video", total=info.frames, unit="frame", description=info.path.name,
+                                     done=resumed))
             encoder = _Encoder(writer, folder, chunks, info, work.shape)
-            report, device, retried = self._stylize(chunks, encoder, report_path, report_drift)
+            done = self._stylize(chunks, encoder, report)
         except BaseException as exc:
             writer.abort()
             if partial.is_file():
@@ -156,22 +181,25 @@ class _VideoRun:
         publish(partial, output, folder)
         folder.remove()
         summary = VideoSummary(
-            str(output), info.frames, resumed, self.stylized, writer.size[0], writer.size[1], work.work_size[1],
-            work.work_size[0], float(info.rate), time.perf_counter() - start,
-            self.stylize_seconds / self.stylized if self.stylized else 0.0, output_bytes(output), device,
-            shots=shots, chunks=[dataclasses.astuple(c) for c in chunks], retried=retried)
-        if report is not None:
-            summary.report = str(report_path)
-            summary.warping_error, summary.style_loss = report.warping_error, report.losses["style"]
-            if report.drift:
-                summary.drift = {k: report.drift[k] for k in ("first", "last", "ratio", "floor_first", "floor_last")}
+            output=str(output), frames=info.frames, resumed_frames=resumed, stylized_frames=self.stylized,
+            width=writer.size.width, height=writer.size.height,
+            work_width=work.work_size.width, work_height=work.work_size.height,
+            fps=float(info.rate), seconds=time.perf_counter() - start,
+            seconds_per_frame=self.stylize_seconds / self.stylized if self.stylized else 0.0,
+            output_bytes=output_bytes(output), device=done.device,
+            shots=shots, chunks=[dataclasses.astuple(c) for c in chunks], retried=done.retried)
+        if (stability := done.stability) is not None:
+            summary.report = str(report.path)
+            summary.warping_error, summary.style_loss = stability.warping_error, stability.losses["style"]
+            if stability.drift:
+                summary.drift = {k: stability.drift[k] for k in ("first", "last", "ratio", "floor_first", "floor_last")}
         return summary
 
     def _writer(self, output: Path, resumed: int):
         """The encoder (or frame-folder writer), made before any work so that a codec, container or
         size it cannot take is refused before hours of stylizing."""
-        info, encode = self.work.info, self.encode
-        shift = float(info.frame_pts[0] * info.time_base) if self.video.start > 0 else 0.0
+        info, encode = self.work.info, self.config.encode
+        shift = float(info.frame_pts[0] * info.time_base) if self.config.video.start > 0 else 0.0
         to_folder = is_frame_folder(output)
         partial = self.folder.path / ("output-frames" if to_folder else f"output{output.suffix}")
         notices: list[str] = []
@@ -180,30 +208,27 @@ class _VideoRun:
                 writer = FrameFolderWriter(partial, info, long_side=encode.output_size, shift=shift,
                                            on_notice=notices.append)
             else:
-                writer = VideoWriter(partial, info, codec=encode.codec, crf=encode.crf, preset=encode.preset,
-                                     pix_fmt=encode.pix_fmt, long_side=encode.output_size, shift=shift,
-                                     on_notice=notices.append)
+                writer = VideoWriter(partial, info, encode, shift=shift, on_notice=notices.append)
         except BaseException:
             if not resumed:
                 self.folder.remove()
             raise
-        if writer.size != (info.width, info.height) and encode.output_size is None:
-            notices.append(f"output is {writer.size[0]}x{writer.size[1]}, not {info.width}x{info.height}: "
+        if writer.size != Size(width=info.width, height=info.height) and encode.output_size is None:
+            notices.append(f"output is {writer.size.width}x{writer.size.height}, not {info.width}x{info.height}: "
                            "this pixel format needs even sizes")
         for message in notices:
-            self.on_event(Notice(message))
+            self.on_event(Notice(message=message))
         return writer, partial
 
-    def _stylize(self, chunks: list[Chunk], encoder: _Encoder, report_path: Path | None, report_drift: bool):
-        """Run the chunks on the executor while the encoder writes what is final; then the report.
-        Returns (the report or None, the device description, chunks re-queued)."""
+    def _stylize(self, chunks: list[Chunk], encoder: _Encoder, report: ReportRequest) -> _Stylized:
+        """Run the chunks on the executor while the encoder writes what is final; then the report."""
         todo = [c for c in chunks if not encoder.complete(c)]
-        if not todo and report_path is None:  # resumed at its very end: nothing needs the network
+        if not todo and report.path is None:  # resumed at its very end: nothing needs the network
             with encoder:
                 encoder.finish()
-            return None, "none", 0
-        shared = SharedPaths((self.work.info.path,), self.folder.frames)
-        with encoder, self.executor.start(StylizerSetup(self.job), on_event=self.on_event, shared=shared) as pool:
+            return _Stylized(stability=None, device="none", retried=0)
+        shared = SharedPaths(reads=(self.work.info.path,), writes=self.folder.frames)
+        with encoder, self.executor.start(StylizerSetup(job=self.job), on_event=self.on_event, shared=shared) as pool:
             render = functools.partial(render_chunks, work=self.work)
             last_frame = lambda chunk, done: done.index == chunk.end - 1  # noqa: E731
             with contextlib.closing(pool.map(render, todo, self.on_event, finishes=last_frame)) as outcomes:
@@ -215,10 +240,10 @@ class _VideoRun:
                     self._frame_done(outcome.value, outcome.worker)
                     encoder.add(outcome.value)
             encoder.finish()
-            report = None
-            if report_path is not None:  # before the job folder goes: the report reads the frames kept there
-                report = self._report(pool, chunks, Path(report_path), report_drift)
-            return report, pool.description, pool.retried
+            stability = None
+            if report.path is not None:  # before the job folder goes: the report reads the frames kept there
+                stability = self._report(pool, chunks, Path(report.path), report.drift)
+            return _Stylized(stability=stability, device=pool.description, retried=pool.retried)
 
     def _frame_done(self, done: FrameDone, worker: str | None) -> None:
         self.stylize_seconds += done.seconds
@@ -230,10 +255,10 @@ class _VideoRun:
         self.counted.add(done.index)
         self.stylized += 1
         info = self.work.info
-        self.on_event(ItemDone(f"frame {done.index + 1}/{info.frames}", self.folder.frame_path(done.index),
-                               done.seconds, done.losses, worker=worker))
+        self.on_event(ItemDone(name=f"frame {done.index + 1}/{info.frames}", output=self.folder.frame_path(done.index),
+                               seconds=done.seconds, losses=done.losses, worker=worker))
 
-    def _report(self, pool, chunks: list[Chunk], report_path: Path, report_drift: bool):
+    def _report(self, pool, chunks: list[Chunk], report_path: Path, report_drift: bool) -> StabilityReport:
         from pipeline.jobs import stability
         from pipeline.jobs.video_report import (
             drift_frames,
@@ -248,16 +273,15 @@ class _VideoRun:
         report = warping_report(work, chunks)
         measure = functools.partial(measure_frames, work=work, chunks=chunks)
         per_frame = {}
-        ranges = [(c.start, c.end) for c in chunks]
-        last = lambda frames, result: result[0] == frames[1] - 1  # noqa: E731
+        ranges = [range(c.start, c.end) for c in chunks]  # each chunk's own frames
+        last = lambda frames, result: result.index == frames.stop - 1  # noqa: E731
         with contextlib.closing(pool.map(measure, ranges, ignore, finishes=last)) as outcomes:
             for outcome in outcomes:
                 _require_done(outcome)
-                index, losses = outcome.value
-                per_frame[index] = losses
+                per_frame[outcome.value.index] = outcome.value.losses
         losses_summary(report, per_frame)
         if report_drift:
-            self.on_event(Notice("stability report: stylizing sampled frames on their own to measure drift"))
+            self.on_event(Notice(message="stability report: stylizing sampled frames on their own to measure drift"))
             alone = {}
             drift = functools.partial(drift_frames, work=work)
             one = lambda index, result: True  # noqa: E731  (one result per frame)
@@ -265,8 +289,7 @@ class _VideoRun:
                                              finishes=one)) as outcomes:
                 for outcome in outcomes:
                     _require_done(outcome)
-                    index, rgb = outcome.value
-                    alone[index] = rgb
+                    alone[outcome.value.index] = outcome.value.rgb
             report.drift = drift_report(work, chunks, alone)
         report.seconds_per_frame = self.stylize_seconds / self.stylized if self.stylized else None
         report.extra.update(input=str(info.path), output=str(work.output), init=work.temporal.init)

@@ -21,6 +21,7 @@ import numpy as np
 from pipeline.config import TemporalConfig
 from pipeline.errors import ConfigError, setting
 from pipeline.jobs.video_resume import JobFolder
+from pipeline.media.common import Size
 
 LEAD = ".lead"  # job-folder name of a chunk's own copy of the frames it shares with the chunk before
 
@@ -43,7 +44,7 @@ class Chunk:
 
 
 def whole_clip(frames: int) -> list[Chunk]:
-    return [Chunk(0, frames)]
+    return [Chunk(start=0, end=frames)]
 
 
 def plan_chunks(shot_starts: list[int], frames: int, max_chunk: int, overlap: int) -> list[Chunk]:
@@ -60,11 +61,11 @@ def plan_chunks(shot_starts: list[int], frames: int, max_chunk: int, overlap: in
     for shot_start, shot_end in zip(bounds, bounds[1:]):
         for start in range(shot_start, shot_end, max_chunk):
             lead = min(overlap, start - shot_start)
-            chunks.append(Chunk(start, min(start + max_chunk, shot_end), lead))
+            chunks.append(Chunk(start=start, end=min(start + max_chunk, shot_end), lead=lead))
     return chunks
 
 
-def shot_starts(info, work_size: tuple[int, int], temporal: TemporalConfig) -> list[int]:
+def shot_starts(info, work_size: Size, temporal: TemporalConfig) -> list[int]:
     """The first frame of each shot: one pass over the decoded frames with the chain's scene-cut test."""
     from pipeline.jobs.temporal import TemporalGuide
     from pipeline.media.images import resize_frame
@@ -73,7 +74,7 @@ def shot_starts(info, work_size: tuple[int, int], temporal: TemporalConfig) -> l
     guide = TemporalGuide(temporal)
     starts, previous = [0], None
     for index, frame in enumerate(decode_frames(info)):
-        rgb = resize_frame(frame.rgb, work_size)
+        rgb = resize_frame(frame.rgb, work_size.hw)
         if previous is not None and guide.is_scene_cut(guide.annotate(previous, rgb)):
             starts.append(index)
         previous = rgb

@@ -8,6 +8,7 @@ The parts that need the network run on the job's executor like the frames did (w
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,22 +46,37 @@ def warping_report(work: VideoWork, chunks: list[Chunk]) -> StabilityReport:
     return report
 
 
-def measure_frames(stylizer, ranges: list[tuple[int, int]], emit: EventCallback, *, work: VideoWork,
-                   chunks: list[Chunk]) -> Iterator[tuple[int, dict[str, float]]]:
-    """Work function: each output frame's loss terms against its input frame, for frames [first, end)
-    of each range. Measured the same way whatever the init, so a steadier video can be checked for
-    being as stylized."""
+@dataclass(frozen=True)
+class FrameLosses:
+    """One output frame's loss terms against its input frame (what ``measure_frames`` yields)."""
+
+    index: int
+    losses: dict[str, float]
+
+
+@dataclass(frozen=True)
+class FrameAlone:
+    """One sampled frame stylized on its own (what ``drift_frames`` yields)."""
+
+    index: int
+    rgb: np.ndarray  # [H, W, 3] uint8 at the working size
+
+
+def measure_frames(stylizer, ranges: list[range], emit: EventCallback, *, work: VideoWork,
+                   chunks: list[Chunk]) -> Iterator[FrameLosses]:
+    """Work function: each output frame's loss terms against its input frame, for the frames of each
+    range. Measured the same way whatever the init, so a steadier video can be checked for being as
+    stylized."""
     from pipeline.media.images import from_uint8
 
-    for first, end in ranges:
-        for index, content in enumerate(work.frames(first, end), start=first):
+    for frames in ranges:
+        for index, content in enumerate(work.frames(frames.start, frames.stop), start=frames.start):
             styled = output_frame(work.folder, chunks, index, work.shape)
             losses = stylizer.measure(from_uint8(styled), from_uint8(content))
-            yield index, {name: float(values[0]) for name, values in losses.items()}
+            yield FrameLosses(index=index, losses={name: float(values[0]) for name, values in losses.items()})
 
 
-def drift_frames(stylizer, indices: list[int], emit: EventCallback, *,
-                 work: VideoWork) -> Iterator[tuple[int, np.ndarray]]:
+def drift_frames(stylizer, indices: list[int], emit: EventCallback, *, work: VideoWork) -> Iterator[FrameAlone]:
     """Work function: each sampled frame stylized on its own from its content, as a chain's first frame
     is (same budget, coarse-to-fine): what content drift compares the chained frames with."""
     from pipeline.media.images import from_uint8, to_uint8
@@ -68,7 +84,7 @@ def drift_frames(stylizer, indices: list[int], emit: EventCallback, *,
     for index in indices:
         content = next(work.frames(index, index + 1))
         result = stylizer.stylize(from_uint8(content), iterations=work.first_iterations, scales=work.scales)
-        yield index, to_uint8(result.image)
+        yield FrameAlone(index=index, rgb=to_uint8(result.image))
 
 
 def drift_report(work: VideoWork, chunks: list[Chunk], alone: dict[int, np.ndarray]) -> dict:

@@ -28,6 +28,7 @@ from pipeline.config import TemporalConfig
 from pipeline.events import EventCallback, ItemStarted, Iteration, Notice
 from pipeline.jobs.video_chunks import Chunk
 from pipeline.jobs.video_resume import JobFolder
+from pipeline.media.common import Size
 from pipeline.media.video import VideoInfo
 
 QUEUE_FRAMES = 8  # decoded frames waiting for the stylizer: enough to ride out jitter, little memory
@@ -39,7 +40,7 @@ class VideoWork:
 
     info: VideoInfo  # the probed input (its frames' timestamps): workers need not probe again
     output: Path  # the job's output: the job folder sits beside it
-    work_size: tuple[int, int]  # (height, width) frames are stylized at
+    work_size: Size  # frames are stylized at this size
     first_iterations: int  # a chain's first frame, from its content (StyleConfig.iterations)
     iterations: int  # each later frame (VideoConfig.iterations)
     scales: int  # coarse-to-fine levels for frames that start from their content
@@ -51,7 +52,8 @@ class VideoWork:
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return (*self.work_size, 3)
+        """A stylized frame's array shape: (height, width, 3)."""
+        return (*self.work_size.hw, 3)
 
     def frames(self, first: int, end: int) -> Iterator[np.ndarray]:
         """Input frames [first, end) at the working size, uint8 RGB. Only those are decoded: the
@@ -60,7 +62,7 @@ class VideoWork:
         from pipeline.media.video import decode_frames
 
         part = dataclasses.replace(self.info, frame_pts=self.info.frame_pts[first:end])
-        return (resize_frame(frame.rgb, self.work_size) for frame in decode_frames(part))
+        return (resize_frame(frame.rgb, self.work_size.hw) for frame in decode_frames(part))
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,7 @@ def _read(work: VideoWork, chunk: Chunk, annotate: Callable, out: queue.Queue, s
         for index, rgb in enumerate(work.frames(chunk.first, chunk.end), start=chunk.first):
             if stop.is_set():
                 return
-            item = FrameItem(index, rgb)
+            item = FrameItem(index=index, content=rgb)
             annotate(previous, item)
             out.put(item)
             previous = item
@@ -152,24 +154,28 @@ def _render(stylizer, chunk: Chunk, emit: EventCallback, work: VideoWork) -> Ite
         kind = chunk.kind(item.index)
         if folder.frame_path(item.index, kind).exists():  # the chain goes on from these very bytes
             styled = folder.load(item.index, work.shape, kind)
-            done = FrameDone(item.index, bool(kind), found=True)
+            done = FrameDone(index=item.index, lead=bool(kind), found=True)
         else:
             if previous is None:  # the chunk's first frame
                 init, temporal, iterations = None, None, work.first_iterations
             else:
-                init, temporal = guide.frame_init(item, previous, previous_styled)
+                plan = guide.frame_init(item, previous, previous_styled)
+                init, temporal = plan.init, plan.temporal
                 # A new shot (the guide found a scene cut) starts over like a first frame.
                 iterations = work.first_iterations if item.extra.get("scene_cut") else work.iterations
             # From its own content a frame needs the coarse-to-fine schedule; from an already
             # stylized image the coarse levels would only blur it again.
             scales = work.scales if init is None else 1
             start = time.perf_counter()
-            emit(ItemStarted(f"frame {item.index + 1}/{total}" + (" (hand-over)" if kind else ""), iterations))
+            emit(ItemStarted(name=f"frame {item.index + 1}/{total}" + (" (hand-over)" if kind else ""),
+                             total_iterations=iterations))
             result = stylizer.stylize(from_uint8(item.content), init=init, temporal=temporal, iterations=iterations,
-                                      scales=scales, on_progress=lambda d, t, loss: emit(Iteration(d, t, loss)),
-                                      on_notice=lambda message: emit(Notice(message)))
+                                      scales=scales,
+                                      on_progress=lambda d, t, loss: emit(Iteration(done=d, total=t, loss=loss)),
+                                      on_notice=lambda message: emit(Notice(message=message)))
             styled = to_uint8(result.image)
             folder.save(item.index, styled, kind)  # before it is used: a rerun starts from these bytes
-            done = FrameDone(item.index, bool(kind), time.perf_counter() - start, result.losses)
+            done = FrameDone(index=item.index, lead=bool(kind), seconds=time.perf_counter() - start,
+                             losses=result.losses)
         yield done
         previous, previous_styled = item, styled

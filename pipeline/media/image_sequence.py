@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from pipeline.errors import InputError
+from pipeline.media.common import Size
 
 FRAME_EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 
@@ -55,14 +56,15 @@ def probe_folder(folder: Path, fps: float, window) -> dict:
             "frame_pts": tuple(pts), "end_pts": end}
 
 
-def decode_folder(folder: Path, frame_pts, size: tuple[int, int]) -> Iterator[tuple[int, np.ndarray]]:
+def decode_folder(folder: Path, frame_pts, size: Size) -> Iterator[np.ndarray]:
+    """The frames numbered ``frame_pts`` (their places in the folder), in that order, uint8 RGB."""
     files = frame_files(folder)
     for p in frame_pts:
         rgb = read_rgb(files[p])
-        if (rgb.shape[1], rgb.shape[0]) != size:
+        if rgb.shape[:2] != size.hw:
             raise InputError(f"{files[p]}: {rgb.shape[1]}x{rgb.shape[0]} px, but the first frame is "
-                             f"{size[0]}x{size[1]}: all frames of a sequence must have one size")
-        yield p, rgb
+                             f"{size.width}x{size.height}: all frames of a sequence must have one size")
+        yield rgb
 
 
 class FrameFolderWriter:
@@ -75,7 +77,7 @@ class FrameFolderWriter:
         if long_side is not None:
             scale = long_side / max(width, height)
             width, height = max(1, round(width * scale)), max(1, round(height * scale))
-        self.size = (width, height)
+        self.size = Size(width=width, height=height)
         self.count = 0
         self.times: list[float] = []
         if info.audio_streams or info.subtitle_streams:
@@ -85,7 +87,7 @@ class FrameFolderWriter:
             old.unlink()
 
     def write(self, rgb: np.ndarray, pts: int) -> None:
-        width, height = self.size
+        width, height = self.size.width, self.size.height
         if rgb.shape[1] != width or rgb.shape[0] != height:
             shrinking = rgb.shape[1] > width
             rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)

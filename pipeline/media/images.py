@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pipeline.errors import InputError
+from pipeline.media.common import check_input_file
 
 # Extensions PIL writes, and the format name it wants for each.
 SAVE_FORMATS = {
@@ -93,12 +94,7 @@ def load_image(path: str | Path, *, draft_long_side: int | None = None) -> Loade
     at 1/2, 1/4 or 1/8 scale (never below that size): several times faster for camera photos.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, expected an image file")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: empty file (0 bytes)")
+    check_input_file(path, "an image file")
     try:
         with Image.open(path) as img:
             if draft_long_side and img.format == "JPEG":
@@ -128,7 +124,7 @@ def load_image(path: str | Path, *, draft_long_side: int | None = None) -> Loade
         # that is still one unreadable file, never a reason to stop a job or print a traceback.
         raise InputError(f"{path}: unreadable image ({type(exc).__name__}: {exc})") from None
     tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).contiguous()
-    return LoadedImage(tensor, alpha, fmt, info, n_frames)
+    return LoadedImage(rgb=tensor, alpha=alpha, format=fmt, info=info, n_frames=n_frames)
 
 
 def load_rgb(path: str | Path) -> torch.Tensor:

@@ -16,7 +16,9 @@ import av
 import cv2
 import numpy as np
 
-from pipeline.errors import ConfigError, InputError
+from pipeline.config import EncodeConfig
+from pipeline.errors import ConfigError, InputError, setting
+from pipeline.media.common import Size, check_input_file
 from pipeline.media.image_sequence import decode_folder, probe_folder
 
 # Per-codec defaults: (crf, pixel format). yuv420p plays everywhere; ffv1 keeps RGB (lossless).
@@ -68,12 +70,7 @@ class FrameWindow:
 
 
 def _open_input(path: Path):
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, expected a video file")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: empty file (0 bytes)")
+    check_input_file(path, "a video file")
     try:
         container = av.open(str(path))
     except av.error.FFmpegError as exc:
@@ -94,7 +91,7 @@ def probe(path: str | Path, window: FrameWindow | None = None, fps: float = 25.0
     A folder is read as a sequence of numbered frames at ``fps``."""
     path, window = Path(path), window or FrameWindow()
     if path.is_dir():
-        return VideoInfo(path, codec="image sequence", **probe_folder(path, fps, window))
+        return VideoInfo(path=path, codec="image sequence", **probe_folder(path, fps, window))
     container = _open_input(path)
     try:
         stream = container.streams.video[0]
@@ -132,9 +129,10 @@ def probe(path: str | Path, window: FrameWindow | None = None, fps: float = 25.0
             raise InputError(f"{path}: no video frames{where}")
         rotation = display_rotation(path)
         width, height = (cc.height, cc.width) if rotation in (90, 270) else (cc.width, cc.height)
-        return VideoInfo(path, width, height, Fraction(tb), Fraction(rate), tuple(pts),
-                         len(container.streams.audio), len(container.streams.subtitles), cc.name, damage,
-                         min(later) if later else None, rotation)
+        return VideoInfo(path=path, width=width, height=height, time_base=Fraction(tb), rate=Fraction(rate),
+                         frame_pts=tuple(pts), audio_streams=len(container.streams.audio),
+                         subtitle_streams=len(container.streams.subtitles), codec=cc.name, damage=damage,
+                         end_pts=min(later) if later else None, rotation=rotation)
     finally:
         container.close()
 
@@ -176,8 +174,9 @@ def decode_frames(info: VideoInfo) -> Iterator[DecodedFrame]:
     InputError naming its time, so a damaged file never turns silently into a shorter video."""
     wanted = info.frame_pts
     if info.path.is_dir():
-        for pts, rgb in decode_folder(info.path, wanted, (info.width, info.height)):
-            yield DecodedFrame(pts, rgb)
+        frames = decode_folder(info.path, wanted, Size(width=info.width, height=info.height))
+        for pts, rgb in zip(wanted, frames, strict=True):
+            yield DecodedFrame(pts=pts, rgb=rgb)
         return
     container = _open_input(info.path)
     try:
@@ -198,7 +197,7 @@ def decode_frames(info: VideoInfo) -> Iterator[DecodedFrame]:
                 if p > expected:
                     raise InputError(f"{info.path}: the frame at {float(expected * info.time_base):.3f} s "
                                      "could not be decoded (damaged file?)")
-                yield DecodedFrame(p, upright(frame.to_ndarray(format="rgb24"), info.rotation))
+                yield DecodedFrame(pts=p, rgb=upright(frame.to_ndarray(format="rgb24"), info.rotation))
                 expected = next(pending, None)
                 if expected is None:
                     return
@@ -211,19 +210,20 @@ def decode_frames(info: VideoInfo) -> Iterator[DecodedFrame]:
         container.close()
 
 
-def even_size(width: int, height: int) -> tuple[int, int]:
+def even_size(size: Size) -> Size:
     """4:2:0 and 4:2:2 pixel formats need even sizes: round odd sides down by one pixel."""
-    return width - width % 2, height - height % 2
+    return Size(width=size.width - size.width % 2, height=size.height - size.height % 2)
 
 
-def output_size(info: VideoInfo, long_side: int | None, pix_fmt: str) -> tuple[int, int]:
+def output_size(info: VideoInfo, long_side: int | None, pix_fmt: str) -> Size:
     width, height = info.width, info.height
     if long_side is not None:
         scale = long_side / max(width, height)
         width, height = max(2, round(width * scale)), max(2, round(height * scale))
+    size = Size(width=width, height=height)
     if pix_fmt.startswith(("yuv420", "yuv422", "yuvj420", "yuvj422", "nv12")):
-        width, height = even_size(width, height)
-    return width, height
+        size = even_size(size)
+    return size
 
 
 @dataclass
@@ -239,26 +239,28 @@ class StreamPlan:
 
 
 class VideoWriter:
-    """Encodes RGB frames into ``path`` and carries over the input's audio and subtitles.
+    """Encodes RGB frames into ``path`` as ``encode`` says and carries over the input's audio and
+    subtitles.
 
     Everything that can be refused (codec, container, sizes) is set up in the constructor, before
     any frame is stylized. ``shift`` (seconds) is taken off every timestamp, so a range that starts
     later in the input starts at 0 in the output.
     """
 
-    def __init__(self, path: Path, info: VideoInfo, *, codec: str, crf: int | None, preset: str | None,
-                 pix_fmt: str | None, long_side: int | None, shift: float,
+    def __init__(self, path: Path, info: VideoInfo, encode: EncodeConfig, *, shift: float,
                  on_notice: Callable[[str], None] = lambda _m: None):
         self.info, self.shift, self.notice = info, shift, on_notice
+        codec = encode.codec
         default_crf, default_fmt = CODEC_DEFAULTS.get(codec, (None, "yuv420p"))
-        pix_fmt = pix_fmt or default_fmt
-        self.size = output_size(info, long_side, pix_fmt)
+        pix_fmt = encode.pix_fmt or default_fmt
+        self.size = output_size(info, encode.output_size, pix_fmt)
         try:
             self.container = av.open(str(path), "w")
         except (av.error.FFmpegError, ValueError) as exc:
             raise ConfigError(f"{path.suffix or path.name}: no video container for this file name ({exc})") from None
         try:
-            self.video = self._add_video(codec, crf if crf is not None else default_crf, preset, pix_fmt)
+            crf = encode.crf if encode.crf is not None else default_crf
+            self.video = self._add_video(codec, crf, encode.preset, pix_fmt)
             self.source = None if info.path.is_dir() else av.open(str(info.path))  # a frame folder has no sound
             others = self.source.streams if self.source is not None else []
             self.plans = [self._plan(s) for s in others if s.type in ("audio", "subtitle")]
@@ -273,22 +275,23 @@ class VideoWriter:
     # -- setup ---------------------------------------------------------------------------------
 
     def _add_video(self, codec, crf, preset, pix_fmt):
+        named = f"{setting('EncodeConfig.codec')} {codec}"  # the CLI shows "--codec libx264"
         try:
             av.codec.Codec(codec, "w")
         except (av.error.FFmpegError, ValueError) as exc:
-            raise ConfigError(f"--codec {codec}: not available here ({exc})") from None
+            raise ConfigError(f"{named}: not available here ({exc})") from None
         if codec not in self.container.supported_codecs and _codec_id(codec) not in self.container.supported_codecs:
-            raise ConfigError(f"--codec {codec} cannot be stored in a {self.container.format.name} file "
+            raise ConfigError(f"{named} cannot be stored in a {self.container.format.name} file "
                               "(choose another codec or output extension)")
         try:
             stream = self.container.add_stream(codec, rate=self.info.rate)
         except (av.error.FFmpegError, ValueError) as exc:
-            raise ConfigError(f"--codec {codec}: not available here ({exc})") from None
-        stream.width, stream.height = self.size
+            raise ConfigError(f"{named}: not available here ({exc})") from None
+        stream.width, stream.height = self.size.width, self.size.height
         try:
             stream.pix_fmt = pix_fmt
         except (ValueError, av.error.FFmpegError) as exc:
-            raise ConfigError(f"--pix-fmt {pix_fmt}: not usable with {codec} ({exc})") from None
+            raise ConfigError(f"{setting('EncodeConfig.pix_fmt')} {pix_fmt}: not usable with {codec} ({exc})") from None
         # Same clock as the input: frame timestamps (also variable-rate ones) are copied exactly.
         stream.time_base = self.info.time_base
         stream.codec_context.time_base = self.info.time_base
@@ -306,7 +309,7 @@ class VideoWriter:
 
     def _plan(self, stream) -> StreamPlan:
         name = stream.codec_context.name
-        plan = StreamPlan(stream.index, stream.type, "copy")
+        plan = StreamPlan(index=stream.index, kind=stream.type, action="copy")
         fmt = self.container.format.name
         if name in self.container.supported_codecs:
             plan.out = self.container.add_stream_from_template(stream)
@@ -332,7 +335,7 @@ class VideoWriter:
 
     def write(self, rgb: np.ndarray, pts: int) -> None:
         """Encode one frame (any size: it is resized to the output size) shown at input time ``pts``."""
-        width, height = self.size
+        width, height = self.size.width, self.size.height
         if rgb.shape[1] != width or rgb.shape[0] != height:
             shrinking = rgb.shape[1] > width
             rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)

@@ -43,7 +43,7 @@ def worker_shape(scale: ScaleConfig, cpus: float, gpus: float, device: str = "au
     # More workers than cores still all start (fractional CPUs), they just share the cores.
     num_cpus = min(float(threads), share)
     num_gpus = min(1.0, gpus / count) if use_gpus else 0.0
-    return WorkerShape(count, num_cpus, num_gpus, threads)
+    return WorkerShape(count=count, num_cpus=num_cpus, num_gpus=num_gpus, threads=threads)
 
 
 def connect(scale: ScaleConfig) -> bool:
@@ -101,9 +101,16 @@ def _check_reachable(address: str) -> None:
                           f"`ray start --head`, or use {flag} auto on its head node") from None
 
 
-def cluster_resources() -> tuple[float, float]:
-    """(CPUs, GPUs) of the cluster Ray is connected to."""
+@dataclass(frozen=True)
+class ClusterResources:
+    """What the cluster Ray is connected to holds in all (Ray's resource totals)."""
+
+    cpus: float
+    gpus: float
+
+
+def cluster_resources() -> ClusterResources:
     import ray
 
     total = ray.cluster_resources()
-    return float(total.get("CPU", 1.0)), float(total.get("GPU", 0.0))
+    return ClusterResources(cpus=float(total.get("CPU", 1.0)), gpus=float(total.get("GPU", 0.0)))

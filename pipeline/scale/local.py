@@ -44,4 +44,4 @@ class LocalPool:
         # closing(): a caller that stops early (an error, Ctrl-C) stops the work's threads at once.
         with closing(work(self.stylizer, list(units), emit)) as results:
             for value in results:
-                yield Done(value, None)
+                yield Done(value=value, worker=None)

@@ -3,9 +3,11 @@
 The driver (the caller's process) keeps everything a job keeps in one process: its plan, resume,
 records, events and report. Workers are long-lived Ray actors; each builds the job's Stylizer once
 (``setup``), then runs whatever work function it is handed, one unit per call, and its results
-stream back as they are made (a Ray streaming generator). A job's outputs are written by the workers
-straight into their final place under the output (atomic renames), so every worker must see the
-input and the output at the same paths: the pool checks that before any work.
+stream back as they are made (a Ray streaming generator), each with the notices the work gave before
+it (a stylizer going on in smaller tiles), which the driver passes on to the job's events. A job's
+outputs are written by the workers straight into their final place under the output (atomic
+renames), so every worker must see the input and the output at the same paths: the pool checks that
+before any work.
 
 Work is handed out as workers free up, at most ``in_flight`` units per worker, so a slow unit or a
 slow GPU never holds the others back. A worker that dies (its process killed, its node lost) is
@@ -23,15 +25,71 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from pipeline.config import ScaleConfig
 from pipeline.errors import ConfigError, StylizeError, setting
-from pipeline.events import EventCallback, Notice, WorkerStarted, ignore
+from pipeline.events import Event, EventCallback, Notice, WorkerStarted, ignore
 from pipeline.scale.cluster import WorkerShape, cluster_resources, connect, worker_shape
 from pipeline.scale.work import Done, Finishes, GaveUp, Outcome, Setup, SharedPaths, WorkFunction
 
 POLL = 0.5  # seconds between checks for Ctrl-C while waiting on workers
+
+
+class WorkerState(Enum):
+    STARTING = "starting"  # building its network
+    READY = "ready"  # takes work
+    RESTARTING = "restarting"  # its process died; Ray is starting a new one (a probe asks when it is back)
+    DEAD = "dead"  # Ray gave up restarting it
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Where a worker runs: its answer to ``identity()``, given once its network is built."""
+
+    host: str
+    pid: int
+    device: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What a worker sends back for each result of a work function: the result, and the notices the
+    work gave since the previous one (``Notice`` events: a stylizer going on in smaller tiles). Only
+    ``has_value=False`` on the last reply of a call, for notices given after its last result."""
+
+    value: Any
+    notices: tuple[Notice, ...] = ()
+    has_value: bool = True
+
+
+@dataclass
+class InFlight:
+    """One call of the work function on a worker (one unit), until its last reply has been read."""
+
+    key: int  # the unit's place in the list handed to ``map``: deaths are counted per unit
+    unit: Any
+    worker: int  # index into the pool's actors
+    finished: bool = False  # its last result has arrived: a death from now on loses nothing
+
+
+class _Notices:
+    """The ``emit`` a work function gets in a worker: it keeps the notices for the next reply and drops
+    the progress events (the driver learns what was done from the results)."""
+
+    def __init__(self):
+        self.kept: list[Notice] = []
+
+    def emit(self, event: Event) -> None:
+        if isinstance(event, Notice):
+            self.kept.append(event)
+
+    def take(self) -> tuple[Notice, ...]:
+        taken, self.kept = tuple(self.kept), []
+        return taken
 
 
 class Worker:
@@ -48,16 +106,21 @@ class Worker:
         torch.set_num_threads(threads)
         self.state = setup()
 
-    def identity(self) -> tuple[str, int, str]:
-        """(host, pid, device): answered once the state is built, so it doubles as "ready"."""
-        return socket.gethostname(), os.getpid(), str(self.state.device)
+    def identity(self) -> Identity:
+        """Answered once the state is built, so it doubles as "ready"."""
+        return Identity(host=socket.gethostname(), pid=os.getpid(), device=str(self.state.device))
 
     def check(self, shared: SharedPaths, probe: Path, token: str) -> str | None:
         return shared_paths_problem(shared, probe, token)
 
-    def run(self, work: WorkFunction, units: list) -> Iterator:
-        # Progress events stay here: the driver learns everything it needs from the results.
-        yield from work(self.state, units, ignore)
+    def run(self, work: WorkFunction, units: list) -> Iterator[Reply]:
+        """Each result of ``work`` with the notices given before it; those given after the last one
+        follow on their own. Progress events stay here."""
+        notices = _Notices()
+        for value in work(self.state, units, notices.emit):
+            yield Reply(value=value, notices=notices.take())
+        if rest := notices.take():
+            yield Reply(value=None, notices=rest, has_value=False)
 
 
 def shared_paths_problem(shared: SharedPaths, probe: Path, token: str) -> str | None:
@@ -96,8 +159,8 @@ class RayExecutor:
         started_ray = connect(self.scale)
         pool = None
         try:
-            cpus, gpus = cluster_resources()
-            shape = worker_shape(self.scale, cpus, gpus, setup.device)
+            total = cluster_resources()
+            shape = worker_shape(self.scale, cpus=total.cpus, gpus=total.gpus, device=setup.device)
             actor = ray.remote(Worker).options(
                 num_cpus=shape.num_cpus, num_gpus=shape.num_gpus,
                 # Ray restarts a dead worker (on another node if its node is gone); its calls are not
@@ -126,9 +189,10 @@ class RayPool:
     def __init__(self, actors: list, shape: WorkerShape, scale: ScaleConfig, on_event: EventCallback):
         self.actors, self.shape, self.scale, self.on_event = actors, shape, scale, on_event
         self.names = [f"w{i + 1}" for i in range(len(actors))]
-        self.state = ["starting"] * len(actors)  # starting | ready | restarting | dead
-        self.in_flight: dict = {}  # streaming generator -> (unit's key, unit, worker index, unit finished)
+        self.state = [WorkerState.STARTING] * len(actors)
+        self.in_flight: dict[Any, InFlight] = {}  # a call's streaming generator -> what it runs
         self.probes: dict = {}  # ObjectRef of an identity() call -> worker index: "is it back?"
+        self.told: set[str] = set()  # notices already passed on: each worker's stylizer says its own once
         self.retried = 0
         kind = "GPU" if shape.num_gpus else f"CPU, {shape.threads} thread{'s' * (shape.threads > 1)} each"
         self.description = f"ray: {shape.count} worker{'s' * (shape.count > 1)} ({kind})"
@@ -153,9 +217,8 @@ class RayPool:
             identities = ray.get(refs)
         except ray.exceptions.RayActorError as exc:
             raise ConfigError(f"a Ray worker could not start: {_first_line(exc)}") from None
-        for i, (host, pid, device) in enumerate(identities):
-            self.state[i] = "ready"
-            self.on_event(WorkerStarted(self.names[i], host, pid, device))
+        for i, identity in enumerate(identities):
+            self._ready(i, identity)
 
     def _not_enough(self) -> str:
         """What each worker asks for against what the cluster has free (other jobs may hold the rest)."""
@@ -204,87 +267,134 @@ class RayPool:
             finishes: Finishes | None = None) -> Iterator[Outcome]:
         """Run ``work`` on the workers, one unit per call; yields each result as it arrives.
 
-        ``emit`` is not used: progress events stay in the workers (the results say what was done).
-        ``finishes(unit, result)``: whether ``result`` is the unit's last, so that a worker that dies
-        between its last result and the end of the call does not get the unit redone.
+        ``emit`` hears the work's notices, which travel back with its results (each message once,
+        however many workers give it); its progress events stay in the workers (the results say what
+        was done). ``finishes(unit, result)``: whether ``result`` is the unit's last, so that a worker
+        that dies between its last result and the end of the call does not get the unit redone.
         """
-        import ray
-
-        queue = deque(enumerate(units))
-        load = [0] * len(self.actors)
-        lost = Counter()  # unit's key -> times its worker died under it
-
-        def submit() -> None:
-            while queue:
-                # A worker gets a second unit to have ready only while more units wait than there are
-                # workers: near the end the last units go to whichever worker frees up first, instead of
-                # queueing behind a busy one while another has nothing left to do.
-                limit = self.scale.in_flight if len(queue) > len(self.actors) else 1
-                ready = [i for i, s in enumerate(self.state) if s == "ready" and load[i] < limit]
-                if not ready:
-                    return
-                i = min(ready, key=lambda k: load[k])  # the least busy worker
-                key, unit = queue.popleft()
-                self.in_flight[self.actors[i].run.remote(work, [unit])] = (key, unit, i, False)
-                load[i] += 1
-
-        submit()
-        while queue or self.in_flight:
-            if not self.in_flight and not self.probes:  # work left, and no worker that runs or may come back
-                raise StylizeError(f"all {len(self.actors)} workers were lost; run the same command again to resume")
-            done, _ = ray.wait([*self.in_flight, *self.probes], num_returns=1, timeout=POLL)
-            for ref in done:
+        calls = _Calls(self, work, units)
+        calls.submit()
+        while calls.pending():
+            for ref in self._answered():
                 if ref in self.probes:
                     self._probe_answered(ref, self.probes.pop(ref))
-                    continue
-                key, unit, i = self.in_flight[ref][:3]
-                try:
-                    value = ray.get(next(ref))
-                except StopIteration:  # the call is over: every result of it has been read
-                    del self.in_flight[ref]
-                    load[i] -= 1
-                    continue
-                except ray.exceptions.RayActorError as exc:
-                    finished = self.in_flight.pop(ref)[3]
-                    load[i] -= 1
-                    self._lost(i, exc)
-                    if finished:
-                        continue
-                    lost[key] += 1
-                    if lost[key] >= self.scale.max_attempts:
-                        yield GaveUp(unit, lost[key])
-                    else:
-                        queue.appendleft((key, unit))
-                        self.retried += 1
-                    continue
-                except ray.exceptions.RayTaskError as exc:
-                    if isinstance(exc.cause, StylizeError):  # the user's problem (a damaged input): its one line
-                        raise exc.cause from None
-                    raise exc.as_instanceof_cause() from None  # a bug in a worker: stop, as one process would
-                if finishes is not None and finishes(unit, value):
-                    self.in_flight[ref] = (key, unit, i, True)
-                yield Done(value, self.names[i])
-            submit()
+                else:
+                    yield from calls.take(ref, emit, finishes)
+            calls.submit()
 
-    def _lost(self, i: int, exc: BaseException) -> None:
-        if self.state[i] != "ready":
+    def _answered(self) -> list:
+        """The calls or probes that have something to read (none after POLL: a chance for Ctrl-C)."""
+        import ray
+
+        if not self.in_flight and not self.probes:  # work left, and no worker that runs or may come back
+            raise StylizeError(f"all {len(self.actors)} workers were lost; run the same command again to resume")
+        done, _ = ray.wait([*self.in_flight, *self.probes], num_returns=1, timeout=POLL)
+        return done
+
+    def tell(self, notices: tuple[Notice, ...], emit: EventCallback) -> None:
+        """Pass a worker's notices on to the job, each message once."""
+        for notice in notices:
+            if notice.message not in self.told:
+                self.told.add(notice.message)
+                emit(notice)
+
+    def _ready(self, i: int, identity: Identity) -> None:
+        self.state[i] = WorkerState.READY
+        self.on_event(WorkerStarted(name=self.names[i], host=identity.host, pid=identity.pid, device=identity.device))
+
+    def lost(self, i: int, exc: BaseException) -> None:
+        """Worker ``i``'s process died: Ray restarts it, and a probe tells when it is back."""
+        if self.state[i] is not WorkerState.READY:
             return
-        self.state[i] = "restarting"
+        self.state[i] = WorkerState.RESTARTING
         self.probes[self.actors[i].identity.remote()] = i
-        self.on_event(Notice(f"worker {self.names[i]} was lost ({_first_line(exc)}); its unfinished work goes "
+        self.on_event(Notice(message=f"worker {self.names[i]} was lost ({_first_line(exc)}); its unfinished work goes "
                              "back to the queue"))
 
     def _probe_answered(self, ref, i: int) -> None:
         import ray
 
         try:
-            host, pid, device = ray.get(ref)
+            identity = ray.get(ref)
         except ray.exceptions.RayActorError:
-            self.state[i] = "dead"
-            self.on_event(Notice(f"worker {self.names[i]} could not be restarted; the others carry on"))
+            self.state[i] = WorkerState.DEAD
+            self.on_event(Notice(message=f"worker {self.names[i]} could not be restarted; the others carry on"))
             return
-        self.state[i] = "ready"
-        self.on_event(WorkerStarted(self.names[i], host, pid, device))
+        self._ready(i, identity)
+
+
+class _Calls:
+    """One ``RayPool.map``: the units waiting for a worker, how many calls each worker has, and how
+    often each unit's worker died under it."""
+
+    def __init__(self, pool: RayPool, work: WorkFunction, units: Sequence):
+        self.pool, self.work = pool, work
+        self.queue: deque[tuple[int, Any]] = deque(enumerate(units))  # (key, unit)
+        self.load = [0] * len(pool.actors)
+        self.lost: Counter[int] = Counter()  # unit's key -> times its worker died under it
+
+    def pending(self) -> bool:
+        return bool(self.queue or self.pool.in_flight)
+
+    def submit(self) -> None:
+        """Hand waiting units to ready workers, the least busy first."""
+        pool = self.pool
+        while self.queue:
+            # A worker gets a second unit to have ready only while more units wait than there are
+            # workers: near the end the last units go to whichever worker frees up first, instead of
+            # queueing behind a busy one while another has nothing left to do.
+            limit = pool.scale.in_flight if len(self.queue) > len(pool.actors) else 1
+            ready = [i for i, s in enumerate(pool.state) if s is WorkerState.READY and self.load[i] < limit]
+            if not ready:
+                return
+            i = min(ready, key=lambda k: self.load[k])  # the least busy worker
+            key, unit = self.queue.popleft()
+            pool.in_flight[pool.actors[i].run.remote(self.work, [unit])] = InFlight(key=key, unit=unit, worker=i)
+            self.load[i] += 1
+
+    def take(self, ref, emit: EventCallback, finishes: Finishes | None) -> Iterator[Outcome]:
+        """The next reply of the call ``ref``: its result (after its notices), or what its end or its
+        worker's death means."""
+        import ray
+
+        call = self.pool.in_flight[ref]
+        try:
+            reply: Reply = ray.get(next(ref))
+        except StopIteration:  # the call is over: every reply of it has been read
+            self._ended(ref)
+            return
+        except ray.exceptions.RayActorError as exc:
+            yield from self._worker_died(ref, exc)
+            return
+        except ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, StylizeError):  # the user's problem (a damaged input): its one line
+                raise exc.cause from None
+            raise exc.as_instanceof_cause() from None  # a bug in a worker: stop, as one process would
+        self.pool.tell(reply.notices, emit)
+        if not reply.has_value:
+            return
+        if finishes is not None and finishes(call.unit, reply.value):
+            call.finished = True
+        yield Done(value=reply.value, worker=self.pool.names[call.worker])
+
+    def _ended(self, ref) -> None:
+        call = self.pool.in_flight.pop(ref)
+        self.load[call.worker] -= 1
+
+    def _worker_died(self, ref, exc: BaseException) -> Iterator[Outcome]:
+        """The call's worker died: its unit goes back to the queue (unless it was finished), or is given
+        up after ``max_attempts`` deaths."""
+        call = self.pool.in_flight.pop(ref)
+        self.load[call.worker] -= 1
+        self.pool.lost(call.worker, exc)
+        if call.finished:
+            return
+        self.lost[call.key] += 1
+        if self.lost[call.key] >= self.pool.scale.max_attempts:
+            yield GaveUp(unit=call.unit, attempts=self.lost[call.key])
+        else:
+            self.queue.appendleft((call.key, call.unit))
+            self.pool.retried += 1
 
 
 def _first_line(exc: BaseException) -> str:

@@ -103,7 +103,10 @@ def test_bad_inputs_get_one_line(tmp_path, style_file, make, fragments):
 def test_bad_options_get_one_line(tmp_path, style_file):
     src = tmp_path / "in.mp4"
     make_video(src, frames=2, audio=False)
-    one_error_line(run_here(src, style_file, tmp_path / "out.webm", *FAST), "libx264", "webm")
+    # The library names the settings (EncodeConfig.codec); the user reads the flags.
+    one_error_line(run_here(src, style_file, tmp_path / "out.webm", *FAST), "--codec libx264 cannot be stored", "webm")
+    one_error_line(run_here(src, style_file, tmp_path / "out.mkv", *FAST, "--pix-fmt", "nv-nothing"),
+                   "--pix-fmt nv-nothing: not usable with libx264")
     one_error_line(run_here(src, style_file, tmp_path / "out.mp4", *FAST, "--init", "sideways"), "--init")
     one_error_line(run_here(src, style_file, tmp_path / "out.mp4", *FAST, "--max-frames", "0"), "--max-frames")
     one_error_line(run_here(src, tmp_path / "nope.jpg", tmp_path / "out.mp4", *FAST), "nope.jpg")

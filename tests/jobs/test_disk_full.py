@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.config import EncodeConfig
+from pipeline.config import EncodeConfig, VideoJobConfig
 from pipeline.errors import OutputWriteError
 from pipeline.jobs.folder import stylize_folder
 from pipeline.jobs.folder_plan import MANIFEST_NAME
@@ -26,6 +26,7 @@ from tests.jobs.test_video_job import job as video_job  # noqa: F401
 from tests.media.test_video import make_video
 
 LOSSLESS = EncodeConfig(codec="ffv1")  # decoded frames compare exactly between two runs
+LOSSLESS_JOB = VideoJobConfig(video=FAST, encode=LOSSLESS, temporal=PREVIOUS)
 
 
 def leftovers(root) -> list[str]:
@@ -81,13 +82,13 @@ def _clip(tmp_path):
 def test_video_job_stops_on_a_full_disk_while_saving_frames(tmp_path, small_disk, video_job):  # noqa: F811
     clip = _clip(tmp_path)
     whole = tmp_path / "whole.mkv"
-    stylize_video(clip, whole, video_job, FAST, LOSSLESS, PREVIOUS, executor=LocalExecutor(EchoStylizer()))
+    stylize_video(clip, whole, video_job, LOSSLESS_JOB, executor=LocalExecutor(EchoStylizer()))
     out = small_disk.path / "out.mkv"
     folder = JobFolder(out)
     small_disk.leave(9 * PAGE)  # lock, state, the encoder's file and a few frames, not twelve
 
     with pytest.raises(OutputWriteError) as caught:
-        stylize_video(clip, out, video_job, FAST, LOSSLESS, PREVIOUS, executor=LocalExecutor(EchoStylizer()))
+        stylize_video(clip, out, video_job, LOSSLESS_JOB, executor=LocalExecutor(EchoStylizer()))
     kept = len(list(folder.frames.glob("*.png")))
     assert 0 < kept < 12 and folder.count_done() == kept
     assert str(caught.value) == (f"no space left on the device holding {small_disk.path}: {kept} of 12 frames "
@@ -98,7 +99,7 @@ def test_video_job_stops_on_a_full_disk_while_saving_frames(tmp_path, small_disk
 
     small_disk.free_up()
     second = EchoStylizer()
-    summary = stylize_video(clip, out, video_job, FAST, LOSSLESS, PREVIOUS, executor=LocalExecutor(second))
+    summary = stylize_video(clip, out, video_job, LOSSLESS_JOB, executor=LocalExecutor(second))
     assert summary.resumed_frames == kept and len(second.calls) == 12 - kept
     assert all(np.array_equal(a, b) for a, b in zip(decoded(whole), decoded(out)))
     assert len(decoded(out)) == 12 and not folder.path.exists()
@@ -107,23 +108,23 @@ def test_video_job_stops_on_a_full_disk_while_saving_frames(tmp_path, small_disk
 def test_video_job_stops_on_a_full_disk_in_the_final_encode(tmp_path, small_disk, video_job):  # noqa: F811
     clip = _clip(tmp_path)
     whole = tmp_path / "whole.mkv"
-    stylize_video(clip, whole, video_job, FAST, LOSSLESS, PREVIOUS, executor=LocalExecutor(EchoStylizer()))
+    stylize_video(clip, whole, video_job, LOSSLESS_JOB, executor=LocalExecutor(EchoStylizer()))
     out = small_disk.path / "out.mkv"
     folder = JobFolder(out)
     with pytest.raises(KeyboardInterrupt):  # an earlier run stylized all but the last frame
-        stylize_video(clip, out, video_job, FAST, LOSSLESS, PREVIOUS, executor=LocalExecutor(EchoStylizer(fail_at=11)))
+        stylize_video(clip, out, video_job, LOSSLESS_JOB, executor=LocalExecutor(EchoStylizer(fail_at=11)))
     frame = max(pages(p.stat().st_size) for p in folder.frames.glob("*.png"))
     small_disk.leave(frame + PAGE)  # the last frame fits, the lossless encode of all twelve does not
 
     with pytest.raises(OutputWriteError) as caught:
-        stylize_video(clip, out, video_job, FAST, LOSSLESS, PREVIOUS, executor=LocalExecutor(EchoStylizer()))
+        stylize_video(clip, out, video_job, LOSSLESS_JOB, executor=LocalExecutor(EchoStylizer()))
     assert folder.count_done() == 12  # every frame is safe in the job folder
     assert "12 of 12 frames stylized and kept" in str(caught.value)
     assert leftovers(small_disk.path) == [] and not out.exists() and not (folder.path / "output.mkv").exists()
 
     small_disk.free_up()
     second = EchoStylizer()
-    summary = stylize_video(clip, out, video_job, FAST, LOSSLESS, PREVIOUS, executor=LocalExecutor(second))
+    summary = stylize_video(clip, out, video_job, LOSSLESS_JOB, executor=LocalExecutor(second))
     assert summary.resumed_frames == 12 and second.calls == []
     assert all(np.array_equal(a, b) for a, b in zip(decoded(whole), decoded(out)))
     assert len(decoded(out)) == 12

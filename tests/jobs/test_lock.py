@@ -25,7 +25,7 @@ from pipeline.scale.local import LocalExecutor
 from tests.conftest import pattern
 from tests.jobs.test_folder import FakeStylizer
 from tests.jobs.test_folder import job as folder_job  # noqa: F401  (the fixture, under another name)
-from tests.jobs.test_video_job import ENCODE, FAST, PREVIOUS, EchoStylizer
+from tests.jobs.test_video_job import QUICK, EchoStylizer
 from tests.media.test_video import make_video
 
 HOLDER = """
@@ -124,5 +124,5 @@ def test_a_second_video_job_touches_nothing(tmp_path, hold, style_file):
     before = snapshot(folder.path)
     echo = EchoStylizer()
     with pytest.raises(JobLockedError, match=str(out)):
-        stylize_video(clip, out, job, FAST, ENCODE, PREVIOUS, executor=LocalExecutor(echo))
+        stylize_video(clip, out, job, QUICK, executor=LocalExecutor(echo))
     assert snapshot(folder.path) == before and echo.calls == [] and not out.exists()

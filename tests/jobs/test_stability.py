@@ -126,10 +126,11 @@ def test_the_plot_draws_several_labelled_curves_in_their_own_colours():
 def test_missing_or_broken_videos_are_input_errors(tmp_path):
     frames = pan()
     write_video(tmp_path / "in.mp4", frames)
-    with pytest.raises(InputError, match="not found"):
+    # The same messages as a video job gives (one reader for both: pipeline/media/video.py).
+    with pytest.raises(InputError, match="missing.mp4: no such file"):
         compare_videos(tmp_path / "in.mp4", tmp_path / "missing.mp4")
     (tmp_path / "broken.mp4").write_bytes(b"not a video at all")
-    with pytest.raises(InputError, match="broken.mp4"):
+    with pytest.raises(InputError, match="broken.mp4: not a readable video"):
         compare_videos(tmp_path / "in.mp4", tmp_path / "broken.mp4")
     with pytest.raises(InputError, match="PNG"):
         write_plot([0.1], tmp_path / "plot.jpg")

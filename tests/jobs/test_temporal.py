@@ -100,12 +100,13 @@ def test_video_job_hooks_store_the_flow_and_report_cuts():
     g.annotate_item(None, first)
     g.annotate_item(first, second)
     assert first.extra["flow"] is None and second.extra["flow"].shape == (48, 64)
-    init, temporal = g.frame_init(second, first, textured(64, 48, seed=3))
-    assert init.shape == (1, 3, 48, 64) and temporal is not None
+    plan = g.frame_init(second, first, textured(64, 48, seed=3))
+    assert plan.init.shape == (1, 3, 48, 64) and plan.temporal is not None
     assert second.extra["scene_cut"] is False
     cut = Item(2, textured(64, 48, seed=2)[::-1])
     g.annotate_item(second, cut)
-    assert g.frame_init(cut, second, textured(64, 48, seed=3)) == (None, None)
+    plan = g.frame_init(cut, second, textured(64, 48, seed=3))
+    assert (plan.init, plan.temporal, plan.scene_cut) == (None, None, True)
     assert cut.extra["scene_cut"] is True
 
 
@@ -155,10 +156,10 @@ def test_long_term_hooks_use_the_frame_k_back_within_the_shot_only():
     for previous, item in zip([None, *items], items):
         g.annotate_item(previous, item)
     assert [("long_flow" in it.extra) for it in items] == [False, False, True, False, False]
-    assert items[2].extra["long_flow"][0] == 0
+    assert items[2].extra["long_flow"].index == 0
     stored[0] = textured(64, 48, seed=4)
-    init, temporal = g.frame_init(items[2], items[1], textured(64, 48, seed=3))
-    assert init.shape == (1, 3, 48, 64) and temporal.mask.max() <= 1.0
+    plan = g.frame_init(items[2], items[1], textured(64, 48, seed=3))
+    assert plan.init.shape == (1, 3, 48, 64) and plan.temporal.mask.max() <= 1.0
     # Off by default, and frame / previous modes never compute the extra flow.
     assert TemporalConfig().long_term == 0
     g = guide(init="previous", long_term=2)

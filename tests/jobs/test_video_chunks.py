@@ -6,12 +6,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.config import EncodeConfig, JobConfig, StyleConfig, StyleImage, TemporalConfig, VideoConfig
+from pipeline.config import (
+    EncodeConfig,
+    JobConfig,
+    StyleConfig,
+    StyleImage,
+    TemporalConfig,
+    VideoConfig,
+    VideoJobConfig,
+)
 from pipeline.events import ignore
 from pipeline.jobs.video import stylize_video
 from pipeline.jobs.video_chunks import Chunk, fade_weight, plan_chunks, seam_figures, seam_pairs
 from pipeline.jobs.video_resume import JobFolder
 from pipeline.jobs.video_work import VideoWork, render_chunks
+from pipeline.media.common import Size
 from pipeline.media.video import FrameWindow, probe
 from pipeline.scale.local import LocalExecutor
 from tests.jobs.test_video_job import EchoStylizer, decoded
@@ -44,7 +53,8 @@ def test_a_chunk_called_again_goes_on_from_its_last_saved_frame(tmp_path, style_
     src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
     two_shot_video(src, 6, 0)
     info = probe(src, FrameWindow())
-    work = VideoWork(info, out, (21, 32), first_iterations=3, iterations=2, scales=1, temporal=TemporalConfig())
+    work = VideoWork(info=info, output=out, work_size=Size(width=32, height=21), first_iterations=3, iterations=2,
+                     scales=1, temporal=TemporalConfig())
     folder = JobFolder(out)
     folder.open({"test": 1}, overwrite=False)
     chunk = Chunk(2, 6, lead=2)
@@ -70,13 +80,14 @@ def test_the_same_chunking_in_one_process_cross_fades_the_hand_over(tmp_path, st
     job = JobConfig(styles=(StyleImage(style_file),), style=StyleConfig(size=32, iterations=3, scales=1))
     stylizer = EchoStylizer()
     chunked, whole = tmp_path / "chunked.mkv", tmp_path / "whole.mkv"
-    summary = stylize_video(src, chunked, job, VideoConfig(iterations=2), EncodeConfig(codec="ffv1"),
+    summary = stylize_video(src, chunked, job,
+                            VideoJobConfig(video=VideoConfig(iterations=2), encode=EncodeConfig(codec="ffv1")),
                             executor=LocalExecutor(stylizer, max_chunk=4, overlap=2))
     assert summary.chunks == [(0, 4, 0), (4, 8, 2)] and summary.shots == [0]
     assert summary.stylized_frames == 8 and len(stylizer.calls) == 10  # 8 frames, and 2 of hand-over
     assert [c["init"] is None for c in stylizer.calls] == [True, False, False, False, True, False, False, False,
                                                            False, False]
-    stylize_video(src, whole, job, VideoConfig(iterations=2), EncodeConfig(codec="ffv1"),
+    stylize_video(src, whole, job, VideoJobConfig(video=VideoConfig(iterations=2), encode=EncodeConfig(codec="ffv1")),
                   executor=LocalExecutor(EchoStylizer()))
     a, b = decoded(chunked), decoded(whole)
     assert len(a) == len(b) == 8

@@ -19,11 +19,19 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.config import EncodeConfig, JobConfig, StyleConfig, StyleImage, TemporalConfig, VideoConfig
+from pipeline.config import (
+    EncodeConfig,
+    JobConfig,
+    StyleConfig,
+    StyleImage,
+    TemporalConfig,
+    VideoConfig,
+    VideoJobConfig,
+)
 from pipeline.engine.optimize import StylizeResult
 from pipeline.errors import ConfigError, InputError, OutputExistsError
 from pipeline.events import ItemDone, JobFinished, JobStarted, Notice
-from pipeline.jobs.video import stylize_video
+from pipeline.jobs.video import ReportRequest, stylize_video
 from pipeline.jobs.video_resume import JobFolder
 from pipeline.scale.local import LocalExecutor
 from tests.media.test_video import audio_seconds, frame_times, make_video
@@ -34,6 +42,8 @@ from tests.media.test_video import audio_seconds, frame_times, make_video
 FAST = WARPED = VideoConfig(iterations=2)
 PREVIOUS = TemporalConfig(init="previous")
 ENCODE = EncodeConfig(preset="ultrafast")
+QUICK = VideoJobConfig(video=FAST, encode=ENCODE, temporal=PREVIOUS)  # the job-mechanics tests' settings
+QUICK_WARPED = VideoJobConfig(video=WARPED, encode=ENCODE)
 
 
 class EchoStylizer:
@@ -77,8 +87,7 @@ def test_job_keeps_frames_timing_and_sound(tmp_path, job):
     times = make_video(src, width=64, height=48, frames=7, vfr=True)
     events = []
     stylizer = EchoStylizer()
-    summary = stylize_video(src, out, job, FAST, ENCODE, PREVIOUS, on_event=events.append,
-                            executor=LocalExecutor(stylizer))
+    summary = stylize_video(src, out, job, QUICK, on_event=events.append, executor=LocalExecutor(stylizer))
     assert frame_times(out) == [t / 1000 for t in times]
     assert audio_seconds(out) == pytest.approx(audio_seconds(src), abs=0.03)
     assert (summary.width, summary.height, summary.frames) == (64, 48, 7)
@@ -97,7 +106,7 @@ def test_size_full_stylizes_frames_at_the_inputs_own_size(tmp_path, job):
     make_video(src, width=64, height=48, frames=3, audio=False)
     stylizer = EchoStylizer()
     full = JobConfig(job.styles, job.style.replace(size="full"), job.engine)
-    summary = stylize_video(src, out, full, FAST, ENCODE, PREVIOUS, executor=LocalExecutor(stylizer))
+    summary = stylize_video(src, out, full, QUICK, executor=LocalExecutor(stylizer))
     assert (summary.work_width, summary.work_height) == (64, 48)
     assert all(c["content"].shape[-2:] == (48, 64) for c in stylizer.calls)
 
@@ -107,8 +116,7 @@ def test_a_phone_clip_filmed_sideways_is_stylized_and_written_upright(tmp_path, 
     make_video(src, width=64, height=48, frames=3, audio=False, rotation=-90)  # as a phone's "rotate=90" tag
     events = []
     stylizer = EchoStylizer()
-    summary = stylize_video(src, out, job, FAST, ENCODE, PREVIOUS, on_event=events.append,
-                            executor=LocalExecutor(stylizer))
+    summary = stylize_video(src, out, job, QUICK, on_event=events.append, executor=LocalExecutor(stylizer))
     assert (summary.width, summary.height) == (48, 64)  # portrait, as the phone showed it
     assert stylizer.calls[0]["content"].shape[-2:] == (32, 24)
     assert any("turned by 270°" in e.message for e in events if isinstance(e, Notice))
@@ -123,7 +131,8 @@ def test_previous_init_passes_the_exact_saved_bytes(tmp_path, job):
     make_video(src, frames=4, audio=False)
     stylizer = EchoStylizer(fail_at=3)  # stop before the 4th frame, keeping 3 in the job folder
     with pytest.raises(KeyboardInterrupt):
-        stylize_video(src, out, job, FAST, EncodeConfig(codec="ffv1"), PREVIOUS, executor=LocalExecutor(stylizer))
+        stylize_video(src, out, job, VideoJobConfig(video=FAST, encode=EncodeConfig(codec="ffv1"), temporal=PREVIOUS),
+                      executor=LocalExecutor(stylizer))
     folder = JobFolder(out)
     saved = [folder.load(i, (21, 32, 3)) for i in range(3)]
     # Frame 2 started from the PNG of frame 1, bit for bit (so a resumed run starts from the same state).
@@ -136,8 +145,9 @@ def test_frame_init_starts_every_frame_from_its_content(tmp_path, job):
     src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
     make_video(src, frames=3, audio=False)
     stylizer = EchoStylizer()
-    stylize_video(src, out, job.__class__(job.styles, job.style.replace(iterations=5)), FAST, ENCODE,
-                  TemporalConfig(init="frame"), executor=LocalExecutor(stylizer))
+    stylize_video(src, out, job.__class__(job.styles, job.style.replace(iterations=5)),
+                  VideoJobConfig(video=FAST, encode=ENCODE, temporal=TemporalConfig(init="frame")),
+                  executor=LocalExecutor(stylizer))
     assert [c["init"] for c in stylizer.calls] == [None, None, None]
     assert [c["iterations"] for c in stylizer.calls] == [5, 2, 2]
 
@@ -150,7 +160,7 @@ def test_a_scene_cut_starts_a_new_chain_with_the_first_frames_budget(tmp_path, j
     src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
     two_shot_video(src, 3, 3)
     stylizer = EchoStylizer()
-    stylize_video(src, out, job.__class__(job.styles, job.style.replace(iterations=7, scales=2)), WARPED, ENCODE,
+    stylize_video(src, out, job.__class__(job.styles, job.style.replace(iterations=7, scales=2)), QUICK_WARPED,
                   executor=LocalExecutor(stylizer))
     assert [c["init"] is None for c in stylizer.calls] == [True, False, False, True, False, False]
     assert [c["iterations"] for c in stylizer.calls] == [7, 2, 2, 7, 2, 2]
@@ -163,13 +173,15 @@ def test_interrupted_job_resumes_to_the_same_result(tmp_path, job):
     make_video(src, frames=6)
     whole, resumed = tmp_path / "whole.mkv", tmp_path / "resumed.mkv"
     lossless = EncodeConfig(codec="ffv1")
-    stylize_video(src, whole, job, FAST, lossless, PREVIOUS, executor=LocalExecutor(EchoStylizer()))
+    stylize_video(src, whole, job, VideoJobConfig(video=FAST, encode=lossless, temporal=PREVIOUS),
+                  executor=LocalExecutor(EchoStylizer()))
     with pytest.raises(KeyboardInterrupt):
-        stylize_video(src, resumed, job, FAST, lossless, PREVIOUS, executor=LocalExecutor(EchoStylizer(fail_at=4)))
+        stylize_video(src, resumed, job, VideoJobConfig(video=FAST, encode=lossless, temporal=PREVIOUS),
+                      executor=LocalExecutor(EchoStylizer(fail_at=4)))
     events = []
     second = EchoStylizer()
-    summary = stylize_video(src, resumed, job, FAST, lossless, PREVIOUS, on_event=events.append,
-                            executor=LocalExecutor(second))
+    summary = stylize_video(src, resumed, job, VideoJobConfig(video=FAST, encode=lossless, temporal=PREVIOUS),
+                            on_event=events.append, executor=LocalExecutor(second))
     assert summary.resumed_frames == 4 and len(second.calls) == 2
     assert any(isinstance(e, Notice) and "resuming" in e.message for e in events)
     assert all(np.array_equal(a, b) for a, b in zip(decoded(whole), decoded(resumed)))
@@ -181,12 +193,13 @@ def test_changed_options_are_refused_then_discarded_with_overwrite(tmp_path, job
     src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
     make_video(src, frames=4, audio=False)
     with pytest.raises(KeyboardInterrupt):
-        stylize_video(src, out, job, FAST, ENCODE, PREVIOUS, executor=LocalExecutor(EchoStylizer(fail_at=2)))
+        stylize_video(src, out, job, QUICK, executor=LocalExecutor(EchoStylizer(fail_at=2)))
     other = VideoConfig(iterations=3)
     with pytest.raises(ConfigError, match="video differ"):
-        stylize_video(src, out, job, other, ENCODE, PREVIOUS, executor=LocalExecutor(EchoStylizer()))
-    summary = stylize_video(src, out, job, other, ENCODE, PREVIOUS, overwrite=True,
-                            executor=LocalExecutor(EchoStylizer()))
+        stylize_video(src, out, job, VideoJobConfig(video=other, encode=ENCODE, temporal=PREVIOUS),
+                      executor=LocalExecutor(EchoStylizer()))
+    summary = stylize_video(src, out, job, VideoJobConfig(video=other, encode=ENCODE, temporal=PREVIOUS),
+                            overwrite=True, executor=LocalExecutor(EchoStylizer()))
     assert summary.resumed_frames == 0 and summary.frames == 4
 
 
@@ -195,12 +208,12 @@ def test_existing_output_is_kept_without_overwrite(tmp_path, job):
     make_video(src, frames=3, audio=False)
     out.write_bytes(b"precious")
     with pytest.raises(OutputExistsError):
-        stylize_video(src, out, job, FAST, ENCODE, PREVIOUS, executor=LocalExecutor(EchoStylizer()))
+        stylize_video(src, out, job, QUICK, executor=LocalExecutor(EchoStylizer()))
     assert out.read_bytes() == b"precious"
-    stylize_video(src, out, job, FAST, ENCODE, PREVIOUS, overwrite=True, executor=LocalExecutor(EchoStylizer()))
+    stylize_video(src, out, job, QUICK, overwrite=True, executor=LocalExecutor(EchoStylizer()))
     assert len(frame_times(out)) == 3
     with pytest.raises(OutputExistsError, match="replace the input"):
-        stylize_video(src, src, job, FAST, ENCODE, PREVIOUS, overwrite=True, executor=LocalExecutor(EchoStylizer()))
+        stylize_video(src, src, job, QUICK, overwrite=True, executor=LocalExecutor(EchoStylizer()))
 
 
 def test_damaged_input_stops_with_where_the_frames_are(tmp_path, job):
@@ -210,8 +223,7 @@ def test_damaged_input_stops_with_where_the_frames_are(tmp_path, job):
     src.write_bytes(data[: int(len(data) * 0.8)])
     events = []
     with pytest.raises(InputError) as info:
-        stylize_video(src, out, job, FAST, ENCODE, PREVIOUS, on_event=events.append,
-                      executor=LocalExecutor(EchoStylizer()))
+        stylize_video(src, out, job, QUICK, on_event=events.append, executor=LocalExecutor(EchoStylizer()))
     message = str(info.value)
     assert ("could not be decoded" in message or "decoding failed" in message) and "frames are kept in" in message
     assert any(isinstance(e, Notice) and "damaged" in e.message for e in events)
@@ -230,7 +242,7 @@ def test_writer_failure_stops_the_job_without_hanging(tmp_path, job, monkeypatch
     monkeypatch.setattr(VideoWriter, "write", broken)
     stylizer = EchoStylizer()
     with pytest.raises(OSError, match="disk full"):
-        stylize_video(src, out, job, FAST, ENCODE, PREVIOUS, executor=LocalExecutor(stylizer))
+        stylize_video(src, out, job, QUICK, executor=LocalExecutor(stylizer))
     assert len(stylizer.calls) < 30 and not out.exists()
     assert len(list(JobFolder(out).frames.glob("*.png"))) == len(stylizer.calls)  # kept for a rerun
 
@@ -238,7 +250,7 @@ def test_writer_failure_stops_the_job_without_hanging(tmp_path, job, monkeypatch
 KILL_SCRIPT = """
 import sys, time, torch
 sys.path.insert(0, {root!r})
-from tests.jobs.test_video_job import EchoStylizer, FAST, ENCODE, PREVIOUS
+from tests.jobs.test_video_job import EchoStylizer, QUICK
 from pipeline.config import JobConfig, StyleConfig, StyleImage
 from pipeline.jobs.video import stylize_video
 from pipeline.scale.local import LocalExecutor
@@ -249,7 +261,7 @@ class Slow(EchoStylizer):
         return super().stylize(content, **kw)
 
 job = JobConfig(styles=(StyleImage({style!r}),), style=StyleConfig(size=32, iterations=2, scales=1))
-stylize_video({src!r}, {out!r}, job, FAST, ENCODE, PREVIOUS, executor=LocalExecutor(Slow()))
+stylize_video({src!r}, {out!r}, job, QUICK, executor=LocalExecutor(Slow()))
 """
 
 
@@ -269,7 +281,7 @@ def test_sigkill_partway_then_rerun_completes(tmp_path, job, style_file):
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the job finished before it could be killed"
     assert not out.exists()
-    summary = stylize_video(src, out, job, FAST, ENCODE, PREVIOUS, executor=LocalExecutor(EchoStylizer()))
+    summary = stylize_video(src, out, job, QUICK, executor=LocalExecutor(EchoStylizer()))
     assert 3 <= summary.resumed_frames < 20
     assert frame_times(out) == [round(i * 0.04, 4) for i in range(20)]
     assert audio_seconds(out) == pytest.approx(0.8, abs=0.03)
@@ -282,8 +294,9 @@ def test_frame_folders_in_and_out(tmp_path, job):
     src, frames_out = tmp_path / "in.mp4", tmp_path / "styled"
     times = make_video(src, frames=5, vfr=True)
     events = []
-    summary = stylize_video(src, frames_out, job, FAST, EncodeConfig(output_size=24), PREVIOUS, on_event=events.append,
-                            executor=LocalExecutor(EchoStylizer()))
+    summary = stylize_video(src, frames_out, job,
+                            VideoJobConfig(video=FAST, encode=EncodeConfig(output_size=24), temporal=PREVIOUS),
+                            on_event=events.append, executor=LocalExecutor(EchoStylizer()))
     names = sorted(p.name for p in frames_out.iterdir())
     assert names == ["000000.png", "000001.png", "000002.png", "000003.png", "000004.png", "timecodes.txt"]
     assert (summary.width, summary.height) == (24, 16)
@@ -293,11 +306,12 @@ def test_frame_folders_in_and_out(tmp_path, job):
     # ...and that folder as the input of another job, at 10 fps.
     again = tmp_path / "again.mp4"
     summary = stylize_video(frames_out, again, job.__class__(job.styles, job.style.replace(size=24, iterations=1)),
-                            VideoConfig(iterations=1, fps=10), ENCODE, PREVIOUS, executor=LocalExecutor(EchoStylizer()))
+                            VideoJobConfig(video=VideoConfig(iterations=1, fps=10), encode=ENCODE, temporal=PREVIOUS),
+                            executor=LocalExecutor(EchoStylizer()))
     assert frame_times(again) == [0.0, 0.1, 0.2, 0.3, 0.4]
     with pytest.raises(OutputExistsError):
-        stylize_video(src, frames_out, job, FAST, ENCODE, PREVIOUS, executor=LocalExecutor(EchoStylizer()))
-    stylize_video(src, frames_out, job, FAST, ENCODE, PREVIOUS, overwrite=True, executor=LocalExecutor(EchoStylizer()))
+        stylize_video(src, frames_out, job, QUICK, executor=LocalExecutor(EchoStylizer()))
+    stylize_video(src, frames_out, job, QUICK, overwrite=True, executor=LocalExecutor(EchoStylizer()))
     assert len(list(frames_out.glob("*.png"))) == 5 and not JobFolder(frames_out).path.exists()
 
 
@@ -323,7 +337,8 @@ def test_warped_is_the_default_and_writes_a_stability_report(tmp_path, job):
     src, out, report = tmp_path / "in.mkv", tmp_path / "out.mp4", tmp_path / "stability.json"
     make_pan(src, frames=5)
     stylizer = EchoStylizer()
-    summary = stylize_video(src, out, job, WARPED, ENCODE, executor=LocalExecutor(stylizer), report_path=report)
+    summary = stylize_video(src, out, job, QUICK_WARPED, executor=LocalExecutor(stylizer),
+                            report=ReportRequest(path=report))
     assert TemporalConfig().init == "warped"
     # Frames after the first start from the flow-warped previous result, held by a temporal term.
     assert stylizer.calls[0]["temporal"] is None
@@ -350,7 +365,8 @@ def test_the_report_measures_frames_ten_apart_on_a_longer_clip(tmp_path, job):
 
     src, out, report = tmp_path / "in.mkv", tmp_path / "out.mp4", tmp_path / "stability.json"
     make_pan(src, frames=LONG_TERM_STRIDE + 2)
-    stylize_video(src, out, job, WARPED, ENCODE, executor=LocalExecutor(EchoStylizer()), report_path=report)
+    stylize_video(src, out, job, QUICK_WARPED, executor=LocalExecutor(EchoStylizer()),
+                  report=ReportRequest(path=report))
     far = json.loads(report.read_text())["long_term"]
     assert far["stride"] == LONG_TERM_STRIDE and len(far["per_frame"]) == 2
     assert far["warping_error"] == pytest.approx(np.mean([e for e in far["per_frame"] if e is not None]))
@@ -368,16 +384,17 @@ def test_long_term_resumes_to_the_same_result(tmp_path, job, monkeypatch):
     src, whole, resumed = tmp_path / "in.mkv", tmp_path / "whole.mkv", tmp_path / "resumed.mkv"
     make_pan(src, frames=7)
     lossless, settings = EncodeConfig(codec="ffv1"), TemporalConfig(long_term=2)
-    stylize_video(src, whole, job, WARPED, lossless, executor=LocalExecutor(EchoStylizer()), temporal=settings)
+    stylize_video(src, whole, job, VideoJobConfig(video=WARPED, encode=lossless, temporal=settings),
+                  executor=LocalExecutor(EchoStylizer()))
     # Frames 2..6 each had the frame two back, from the same shot; --carry offset (the default) folds
     # it in twice per frame: into the moved result and into the moved offset.
     assert len(used) == 2 * 5
     with pytest.raises(KeyboardInterrupt):
-        stylize_video(src, resumed, job, WARPED, lossless,
-                      executor=LocalExecutor(EchoStylizer(fail_at=4)), temporal=settings)
+        stylize_video(src, resumed, job, VideoJobConfig(video=WARPED, encode=lossless, temporal=settings),
+                      executor=LocalExecutor(EchoStylizer(fail_at=4)))
     used.clear()
-    summary = stylize_video(src, resumed, job, WARPED, lossless,
-                            executor=LocalExecutor(EchoStylizer()), temporal=settings)
+    summary = stylize_video(src, resumed, job, VideoJobConfig(video=WARPED, encode=lossless, temporal=settings),
+                            executor=LocalExecutor(EchoStylizer()))
     # The resumed frames 4..6 found frames 2..4 (two from the job folder) exactly as the whole run did.
     assert summary.resumed_frames == 4 and len(used) == 2 * 3
     assert all(np.array_equal(a, b) for a, b in zip(decoded(whole), decoded(resumed), strict=True))
@@ -389,13 +406,14 @@ def test_temporal_settings_are_part_of_the_resume_state(tmp_path, job):
     src, out = tmp_path / "in.mkv", tmp_path / "out.mp4"
     make_pan(src, frames=4)
     with pytest.raises(KeyboardInterrupt):
-        stylize_video(src, out, job, WARPED, ENCODE, executor=LocalExecutor(EchoStylizer(fail_at=2)),
-                      temporal=TemporalConfig(weight=50))
+        stylize_video(src, out, job, VideoJobConfig(video=WARPED, encode=ENCODE, temporal=TemporalConfig(weight=50)),
+                      executor=LocalExecutor(EchoStylizer(fail_at=2)))
     with pytest.raises(ConfigError, match="temporal"):
-        stylize_video(src, out, job, WARPED, ENCODE,
-                      executor=LocalExecutor(EchoStylizer()), temporal=TemporalConfig(weight=5))
-    summary = stylize_video(src, out, job, WARPED, ENCODE, executor=LocalExecutor(EchoStylizer()),
-                            temporal=TemporalConfig(weight=50))
+        stylize_video(src, out, job, VideoJobConfig(video=WARPED, encode=ENCODE, temporal=TemporalConfig(weight=5)),
+                      executor=LocalExecutor(EchoStylizer()))
+    summary = stylize_video(src, out, job,
+                            VideoJobConfig(video=WARPED, encode=ENCODE, temporal=TemporalConfig(weight=50)),
+                            executor=LocalExecutor(EchoStylizer()))
     assert summary.resumed_frames == 2 and summary.frames == 4
 
 
@@ -407,14 +425,15 @@ def test_the_report_measures_content_drift_on_request(tmp_path, job):
     src, report = tmp_path / "in.mkv", tmp_path / "stability.json"
     make_pan(src, frames=5)
     with pytest.raises(ConfigError, match="report_drift is part of the stability report"):
-        stylize_video(src, tmp_path / "x.mp4", job, WARPED, ENCODE,
-                      executor=LocalExecutor(EchoStylizer()), report_drift=True)
+        stylize_video(src, tmp_path / "x.mp4", job, QUICK_WARPED, executor=LocalExecutor(EchoStylizer()),
+                      report=ReportRequest(drift=True))
     drifts, floors = {}, {}
     for init in ("frame", "warped"):
         events = []
-        summary = stylize_video(src, tmp_path / f"{init}.mp4", job, WARPED, ENCODE, TemporalConfig(init=init),
-                                executor=LocalExecutor(EchoStylizer()), report_path=report, report_drift=True,
-                                on_event=events.append)
+        summary = stylize_video(src, tmp_path / f"{init}.mp4", job,
+                                VideoJobConfig(video=WARPED, encode=ENCODE, temporal=TemporalConfig(init=init)),
+                                executor=LocalExecutor(EchoStylizer()), on_event=events.append,
+                                report=ReportRequest(path=report, drift=True))
         drift = json.loads(report.read_text())["drift"]
         assert drift["frames"] == [1, 2, 3, 4] and len(drift["per_frame"]) == 4
         assert summary.drift["last"] == pytest.approx(drift["last"])

@@ -138,7 +138,7 @@ def test_the_planner_maps_every_name_to_one_output_inside_the_output_folder(file
         for item in plan.items:
             assert item.output.resolve().is_relative_to(dst.resolve()) and item.output.suffix
             assert item.rel in written
-        walked = {i.rel for i in plan.items} | {rel for rel, _why in plan.ignored}
+        walked = {i.rel for i in plan.items} | {ignored.rel for ignored in plan.ignored}
         assert walked <= written and plan.excluded == 0
 
 

@@ -13,6 +13,7 @@ import av
 import numpy as np
 import pytest
 
+from pipeline.config import EncodeConfig
 from pipeline.errors import ConfigError, InputError
 from pipeline.media.video import FrameWindow, VideoWriter, decode_frames, probe
 
@@ -138,9 +139,8 @@ def audio_seconds(path: Path) -> float:
 
 def copy_frames(info, path: Path, shift=0.0, **options) -> list[str]:
     notes: list[str] = []
-    kw = dict(codec="libx264", crf=None, preset="ultrafast", pix_fmt=None, long_side=None)
-    kw.update(options)
-    writer = VideoWriter(path, info, shift=shift, on_notice=notes.append, **kw)
+    encode = EncodeConfig(**{"codec": "libx264", "preset": "ultrafast", **options})
+    writer = VideoWriter(path, info, encode, shift=shift, on_notice=notes.append)
     for frame in decode_frames(info):
         writer.write(255 - frame.rgb, frame.pts)
     writer.finish(float(info.end_pts * info.time_base) if info.end_pts is not None else float("inf"))
@@ -261,7 +261,7 @@ def test_writer_odd_output_size_is_made_even(tmp_path):
     src, out = tmp_path / "in.mp4", tmp_path / "out.mkv"
     make_video(src, frames=3, audio=False)
     info = probe(src)
-    copy_frames(info, out, long_side=33)  # 48x32 -> 33x22 -> 32x22
+    copy_frames(info, out, output_size=33)  # 48x32 -> 33x22 -> 32x22
     with av.open(str(out)) as c:
         cc = c.streams.video[0].codec_context
         assert (cc.width, cc.height) == (32, 22)
@@ -303,9 +303,9 @@ def test_writer_drops_subtitles_it_cannot_store_and_says_so(tmp_path):
 def test_writer_refuses_a_codec_the_container_cannot_hold(tmp_path):
     src = tmp_path / "in.mp4"
     make_video(src, frames=2, audio=False)
-    with pytest.raises(ConfigError, match="cannot be stored"):
-        VideoWriter(tmp_path / "out.webm", probe(src), codec="libx264", crf=None, preset=None, pix_fmt=None,
-                    long_side=None, shift=0.0)
-    with pytest.raises(ConfigError, match="not available"):
-        VideoWriter(tmp_path / "out.mkv", probe(src), codec="no-such-codec", crf=None, preset=None, pix_fmt=None,
-                    long_side=None, shift=0.0)
+    with pytest.raises(ConfigError, match="EncodeConfig.codec libx264 cannot be stored"):
+        VideoWriter(tmp_path / "out.webm", probe(src), EncodeConfig(codec="libx264", preset=None), shift=0.0)
+    with pytest.raises(ConfigError, match="EncodeConfig.codec no-such-codec: not available"):
+        VideoWriter(tmp_path / "out.mkv", probe(src), EncodeConfig(codec="no-such-codec", preset=None), shift=0.0)
+    with pytest.raises(ConfigError, match="EncodeConfig.pix_fmt nv-nothing: not usable with libx264"):
+        VideoWriter(tmp_path / "out.mkv", probe(src), EncodeConfig(pix_fmt="nv-nothing"), shift=0.0)

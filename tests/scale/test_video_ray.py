@@ -28,8 +28,9 @@ from pipeline.config import (
     StyleImage,
     TemporalConfig,
     VideoConfig,
+    VideoJobConfig,
 )
-from pipeline.jobs.video import stylize_video
+from pipeline.jobs.video import ReportRequest, stylize_video
 from pipeline.jobs.video_resume import JobFolder
 from pipeline.scale.local import LocalExecutor
 from tests.conftest import stripes
@@ -42,6 +43,7 @@ CHUNKS = {"max_chunk": 3, "overlap": 1}
 LOSSLESS = EncodeConfig(codec="ffv1")
 VIDEO = VideoConfig(iterations=3)
 LONG_TERM = TemporalConfig(long_term=2)
+SETTINGS = VideoJobConfig(video=VIDEO, encode=LOSSLESS, temporal=LONG_TERM)
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +84,8 @@ def reference(clip, job, tmp_path_factory):
     """The one-process job with the workers' chunking (one torch thread), with its stability report."""
     root = tmp_path_factory.mktemp("video-ray-reference")
     out, report = root / "out.mkv", root / "report.json"
-    summary = one_thread(lambda: stylize_video(clip[0], out, job, VIDEO, LOSSLESS, LONG_TERM,
-                                               executor=LocalExecutor(**CHUNKS), report_path=report,
-                                               report_drift=True))
+    summary = one_thread(lambda: stylize_video(clip[0], out, job, SETTINGS, executor=LocalExecutor(**CHUNKS),
+                                               report=ReportRequest(path=report, drift=True)))
     return summary, decoded(out), json.loads(report.read_text()), audio_seconds(out)
 
 
@@ -106,9 +107,9 @@ def test_workers_give_the_frames_and_report_of_one_process(local_ray, clip, job,
     src, times = clip
     out, report = tmp_path / "out.mkv", tmp_path / "report.json"
     events = []
-    summary = stylize_video(src, out, job, VIDEO, LOSSLESS, LONG_TERM, on_event=events.append,
+    summary = stylize_video(src, out, job, SETTINGS, on_event=events.append,
                             executor=RayExecutor(ScaleConfig(workers=workers, threads=1, **CHUNKS)),
-                            report_path=report, report_drift=True)
+                            report=ReportRequest(path=report, drift=True))
     expected, frames, expected_report, sound = reference
     assert summary.device.startswith(f"ray: {workers} worker")
     assert (summary.chunks, summary.shots, summary.frames, summary.stylized_frames) == \
@@ -147,7 +148,7 @@ def test_a_worker_killed_mid_chunk_costs_only_its_unfinished_frames(local_ray, c
                 os.kill(killed["pid"], signal.SIGKILL)  # as when a machine dies
 
     out = tmp_path / "out.mkv"
-    summary = stylize_video(clip[0], out, job, VIDEO, LOSSLESS, LONG_TERM, on_event=on_event,
+    summary = stylize_video(clip[0], out, job, SETTINGS, on_event=on_event,
                             executor=RayExecutor(ScaleConfig(workers=2, threads=1, **CHUNKS)))
     assert killed, "no frame was reported in the middle of a chunk"
     assert summary.retried >= 1 and any("was lost" in e.message for e in events if isinstance(e, ev.Notice))
@@ -178,11 +179,12 @@ def test_a_users_error_in_a_worker_is_raised_as_itself(local_ray, clip, job, tmp
     from pipeline.jobs.common import StylizerSetup
     from pipeline.jobs.video_report import drift_frames
     from pipeline.jobs.video_work import VideoWork
+    from pipeline.media.common import Size
     from pipeline.media.video import FrameWindow, probe
 
     gone = dataclasses.replace(probe(clip[0], FrameWindow()), path=tmp_path / "gone.mp4")
-    work = VideoWork(gone, tmp_path / "out.mkv", (21, 32), first_iterations=2, iterations=2, scales=1,
-                     temporal=TemporalConfig())
+    work = VideoWork(info=gone, output=tmp_path / "out.mkv", work_size=Size(width=32, height=21), first_iterations=2,
+                     iterations=2, scales=1, temporal=TemporalConfig())
     with RayExecutor(ScaleConfig(workers=1, threads=1)).start(StylizerSetup(job)) as pool:
         with pytest.raises(InputError) as caught:
             list(pool.map(functools.partial(drift_frames, work=work), [0]))
