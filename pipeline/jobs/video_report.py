@@ -7,7 +7,7 @@ The parts that need the network run on the job's executor like the frames did (w
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,10 +30,11 @@ def warping_report(work: VideoWork, chunks: list[Chunk]) -> StabilityReport:
     before the encoder's resizing and compression."""
     info = work.info
 
-    def inputs():  # decoded again for each pass rather than held: a long video does not fit in memory
+    # Decoded again for each pass rather than held: a long video does not fit in memory.
+    def inputs() -> Iterator[np.ndarray]:
         return work.frames(0, info.frames)
 
-    def outputs():
+    def outputs() -> Iterator[np.ndarray]:
         return (output_frame(work.folder, chunks, i, work.shape) for i in range(info.frames))
 
     names = (str(info.path), "the stylized frames")
@@ -63,7 +64,7 @@ class FrameAlone:
 
 
 def measure_frames(stylizer, ranges: list[range], emit: EventCallback, *, work: VideoWork,
-                   chunks: list[Chunk]) -> Iterator[FrameLosses]:
+                   chunks: list[Chunk]) -> Generator[FrameLosses, None, None]:
     """Work function: each output frame's loss terms against its input frame, for the frames of each
     range. Measured the same way whatever the init, so a steadier video can be checked for being as
     stylized."""
@@ -76,7 +77,8 @@ def measure_frames(stylizer, ranges: list[range], emit: EventCallback, *, work: 
             yield FrameLosses(index=index, losses={name: float(values[0]) for name, values in losses.items()})
 
 
-def drift_frames(stylizer, indices: list[int], emit: EventCallback, *, work: VideoWork) -> Iterator[FrameAlone]:
+def drift_frames(stylizer, indices: list[int], emit: EventCallback, *,
+                 work: VideoWork) -> Generator[FrameAlone, None, None]:
     """Work function: each sampled frame stylized on its own from its content, as a chain's first frame
     is (same budget, coarse-to-fine): what content drift compares the chained frames with."""
     from pipeline.media.images import from_uint8, to_uint8

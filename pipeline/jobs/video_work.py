@@ -18,7 +18,7 @@ import dataclasses
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,7 +135,8 @@ class _Reader:
             raise self.error
 
 
-def render_chunks(stylizer, chunks: list[Chunk], emit: EventCallback, *, work: VideoWork) -> Iterator[FrameDone]:
+def render_chunks(stylizer, chunks: list[Chunk], emit: EventCallback, *,
+                  work: VideoWork) -> Generator[FrameDone, None, None]:
     """Stylize each chunk (its lead first) into the job folder; one FrameDone per frame, in order."""
     for chunk in chunks:
         yield from _render(stylizer, chunk, emit, work)

@@ -11,9 +11,10 @@
 from __future__ import annotations
 
 from pipeline.config import ScaleConfig
+from pipeline.scale.work import Executor
 
 
-def executor_for(scale: ScaleConfig | None = None):
+def executor_for(scale: ScaleConfig | None = None) -> Executor:
     """Ray workers when ``scale`` asks for workers or a cluster, else this process (Ray not imported)."""
     if scale is None or not scale.distributed:
         from pipeline.scale.local import LocalExecutor

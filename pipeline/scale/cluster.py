@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from pipeline.config import ScaleConfig
 from pipeline.errors import ConfigError, setting
@@ -59,7 +60,8 @@ def connect(scale: ScaleConfig) -> bool:
     if ray.is_initialized():
         return False
     # Our library never prints; Ray's own start-up chatter stays out of the user's terminal too.
-    quiet = {"logging_level": logging.ERROR, "log_to_driver": False}
+    # (Typed Any: ray.init's keywords each have their own type, which a dict of them cannot say.)
+    quiet: dict[str, Any] = {"logging_level": logging.ERROR, "log_to_driver": False}
     if scale.address:
         _check_reachable(scale.address)
         try:

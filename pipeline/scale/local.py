@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import closing, contextmanager
+from typing import Any
 
 from pipeline.events import EventCallback, ignore
 from pipeline.scale.work import Done, Finishes, Outcome, Setup, SharedPaths, WorkFunction
@@ -19,7 +20,7 @@ class LocalExecutor:
     into chunks as a distributed job would (None, the default: one chunk per shot, no hand-overs).
     """
 
-    def __init__(self, stylizer=None, *, max_chunk: int | None = None, overlap: int = 0):
+    def __init__(self, stylizer: Any = None, *, max_chunk: int | None = None, overlap: int = 0):
         self.stylizer = stylizer
         self.max_chunk = max_chunk
         self.overlap = overlap
@@ -35,12 +36,12 @@ class LocalPool:
     spread = False
     retried = 0
 
-    def __init__(self, stylizer):
+    def __init__(self, stylizer: Any):  # what the work functions get: normally the job's Stylizer
         self.stylizer = stylizer
         self.device = self.description = str(stylizer.device)
 
     def map(self, work: WorkFunction, units: Sequence, emit: EventCallback, *,
-            finishes: Finishes | None = None) -> Iterator[Outcome]:
+            finishes: Finishes | None = None) -> Generator[Outcome, None, None]:
         # closing(): a caller that stops early (an error, Ctrl-C) stops the work's threads at once.
         with closing(work(self.stylizer, list(units), emit)) as results:
             for value in results:

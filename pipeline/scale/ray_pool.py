@@ -23,7 +23,7 @@ import socket
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
@@ -80,7 +80,7 @@ class _Notices:
     """The ``emit`` a work function gets in a worker: it keeps the notices for the next reply and drops
     the progress events (the driver learns what was done from the results)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.kept: list[Notice] = []
 
     def emit(self, event: Event) -> None:
@@ -264,7 +264,7 @@ class RayPool:
     # ------------------------------------------------------------------------------------ the work
 
     def map(self, work: WorkFunction, units: Sequence, emit: EventCallback = ignore, *,
-            finishes: Finishes | None = None) -> Iterator[Outcome]:
+            finishes: Finishes | None = None) -> Generator[Outcome, None, None]:
         """Run ``work`` on the workers, one unit per call; yields each result as it arrives.
 
         ``emit`` hears the work's notices, which travel back with its results (each message once,

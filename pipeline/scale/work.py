@@ -3,10 +3,10 @@
 A job is a list of *units* (the folder job's images, the video job's chunks) and a *work function*
 that does some of them::
 
-    work(stylizer, units, emit) -> iterator of results
+    work(stylizer, units, emit) -> generator of results
 
 ``stylizer`` is the worker's own, built once per process by the job's ``setup`` (a picklable
-callable, normally ``functools.partial(build_stylizer, job)``); ``units`` are the units of this call;
+callable, normally ``pipeline.jobs.common.StylizerSetup``); ``units`` are the units of this call;
 ``emit`` takes progress events (ItemStarted, Iteration) and may drop them: whatever the job must know
 travels in the results, and each result names the unit (or the part of it) it is about.
 
@@ -17,7 +17,7 @@ atomically and finished ones are kept, so a unit is only ever redone from where 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +25,21 @@ from typing import Any, Protocol
 
 from pipeline.events import EventCallback
 
-Setup = Callable[[], Any]  # builds a worker's state (the job's Stylizer) once per process
-WorkFunction = Callable[[Any, list, EventCallback], Iterator[Any]]
+
+class Setup(Protocol):
+    """Builds a worker's state (the job's Stylizer) once per process, on ``device``."""
+
+    @property
+    def device(self) -> str:
+        """Where the state will live ("cpu", "cuda:0", ...): a "cpu" job asks the cluster for no GPUs."""
+        ...
+
+    def __call__(self) -> Any: ...
+
+
+# A generator, not just an iterator: the one-process pool closes it when its caller stops early, so
+# that the work's threads stop at once (pipeline/scale/local.py).
+WorkFunction = Callable[[Any, list, EventCallback], Generator[Any, None, None]]
 # finishes(unit, result): whether ``result`` is the last the unit gives (the folder job: its one
 # result; the video job: the chunk's last frame). A worker that dies after that has lost nothing.
 Finishes = Callable[[Any, Any], bool]
@@ -70,8 +83,9 @@ class Pool(Protocol):
     retried: int  # units given back to the queue because their worker died
 
     def map(self, work: WorkFunction, units: Sequence, emit: EventCallback, *,
-            finishes: Finishes | None = None) -> Iterator[Outcome]:
-        """Run ``work`` over ``units``; yields each result as soon as it exists."""
+            finishes: Finishes | None = None) -> Generator[Outcome, None, None]:
+        """Run ``work`` over ``units``; yields each result as soon as it exists. A caller that stops
+        early closes the generator (``contextlib.closing``), which stops the work."""
         ...
 
 
@@ -79,10 +93,17 @@ class Executor(Protocol):
     """Where a job's work runs: ``pipeline.scale.local.LocalExecutor`` (this process) or
     ``pipeline.scale.ray_pool.RayExecutor`` (Ray workers)."""
 
-    # A video's shots longer than this many frames are cut into chunks that can run side by side;
-    # None: every shot is one chunk (nothing to gain from cutting where the chunks run one by one).
-    max_chunk: int | None
-    overlap: int  # frames each chunk inside a shot shares with the one before (the hand-over)
+    # Read-only properties, so that an executor whose max_chunk is always a number fits too.
+    @property
+    def max_chunk(self) -> int | None:
+        """A video's shots longer than this many frames are cut into chunks that can run side by side;
+        None: every shot is one chunk (nothing to gain from cutting where the chunks run one by one)."""
+        ...
+
+    @property
+    def overlap(self) -> int:
+        """Frames each chunk inside a shot shares with the one before (the hand-over)."""
+        ...
 
     def start(self, setup: Setup, *, on_event: EventCallback,
               shared: SharedPaths | None = None) -> AbstractContextManager[Pool]:
