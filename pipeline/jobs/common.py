@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.config import FULL_SIZE, JobConfig
+from pipeline.config import JobConfig
 from pipeline.errors import InputError, OutputExistsError, setting
 from pipeline.media.common import Size
 
@@ -70,10 +70,10 @@ def working_size(height: int, width: int, size: int | str) -> Size:
     scaled so that its long side is ``size``."""
     from pipeline.media.images import fit_long_side
 
-    if size == FULL_SIZE:
-        return Size(width=width, height=height)
-    fitted_height, fitted_width = fit_long_side(height, width, size)
-    return Size(width=fitted_width, height=fitted_height)
+    if isinstance(size, int):  # else FULL_SIZE, the one word the setting takes
+        fitted_height, fitted_width = fit_long_side(height, width, size)
+        return Size(width=fitted_width, height=fitted_height)
+    return Size(width=width, height=height)
 
 
 def file_digest(path: Path) -> str:

@@ -79,6 +79,7 @@ class _Records:
         if worker is not None:
             entry["worker"] = worker
         if status == "failed":
+            assert error is not None  # a failed image always says why (ItemResult, or its workers' deaths)
             self.on_event(ItemFailed(name=rel, error=error))
         else:
             self.on_event(ItemDone(name=rel, output=self.items[rel].output, seconds=seconds, worker=worker))

@@ -13,8 +13,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pipeline.config import FULL_SIZE
 from pipeline.errors import DeviceMemoryError, InputError, StylizeError, setting
@@ -22,6 +23,12 @@ from pipeline.events import EventCallback, ItemStarted, Iteration, Notice
 from pipeline.jobs.common import working_size
 from pipeline.jobs.folder_plan import WorkItem
 from pipeline.jobs.write_errors import refused_write
+
+if TYPE_CHECKING:  # for the annotations only: the functions import what they use when they run
+    import numpy as np
+    import torch
+
+    from pipeline.engine.optimize import Stylizer
 
 # --batch-size auto. CPU: 1, measured (docs/performance.md, Photo folders): batching gave no clear gain there.
 # CUDA: batches fill the GPU better at small sizes (not yet measured on our GPUs); the batch shrinks
@@ -58,7 +65,7 @@ def resolve_batch_size(batch_size: int | str, device: str, long_side: int | str)
     small outputs (at full size photos rarely share a size, and each may need the whole GPU)."""
     if batch_size != "auto":
         return int(batch_size)
-    if device.startswith("cuda") and long_side != FULL_SIZE:
+    if device.startswith("cuda") and isinstance(long_side, int):  # not FULL_SIZE
         return next((n for side, n in CUDA_AUTO_BATCH if long_side <= side), 1)
     return 1
 
@@ -66,8 +73,8 @@ def resolve_batch_size(batch_size: int | str, device: str, long_side: int | str)
 @dataclass
 class _Loaded:
     item: WorkItem
-    content: object  # [1, 3, h, w] float tensor at the working size
-    alpha: object  # [h, w] float array or None
+    content: torch.Tensor  # [1, 3, h, w] float at the working size
+    alpha: np.ndarray | None  # [h, w] float
     info: dict
     fmt: str
     n_frames: int
@@ -84,7 +91,7 @@ class _Stylized:
     """One stylized image on its way to the writer thread."""
 
     job: _Loaded
-    image: object  # [1, 3, h, w] float tensor on the CPU
+    image: torch.Tensor  # [1, 3, h, w] float on the CPU
     seconds: float  # its share of its batch's stylizing time
     notes: tuple[ItemWarning, ...]  # warnings that go with its result
 
@@ -98,7 +105,7 @@ def _prepare(item: WorkItem, long_side: int | str, min_side: int) -> _Loaded | _
 
     try:
         # Any decoder failure is an InputError; a JPEG to be shrunk may decode at a fraction of its size.
-        image = load_image(item.source, draft_long_side=None if long_side == FULL_SIZE else long_side)
+        image = load_image(item.source, draft_long_side=long_side if isinstance(long_side, int) else None)
         height, width = image.rgb.shape[-2:]
         size = working_size(height, width, long_side)
         if min(size.width, size.height) < min_side:
@@ -120,7 +127,7 @@ def _prepare(item: WorkItem, long_side: int | str, min_side: int) -> _Loaded | _
 class _Thread(threading.Thread):
     """A thread that runs ``body`` and keeps an unexpected exception for the caller's thread to raise."""
 
-    def __init__(self, body, name: str):
+    def __init__(self, body: Callable[[], None], name: str):
         super().__init__(name=name, daemon=True)
         self.body = body
         self.error: BaseException | None = None
@@ -132,7 +139,7 @@ class _Thread(threading.Thread):
             self.error = exc
 
 
-def _batches(loaded: queue.Queue, batch_size: int, ended: threading.Event):
+def _batches(loaded: queue.Queue, batch_size: int, ended: threading.Event) -> Iterator[list[_Loaded] | _Failed]:
     """Group decoded images by working size; yields lists of _Loaded, or single _Failed.
 
     At most ``3 * batch_size`` images wait in the buckets: when there are more, the fullest bucket
@@ -159,7 +166,8 @@ def _animated(job: _Loaded) -> str:
     return f"{job.item.rel}: animated ({job.n_frames} frames); only the first is stylized"
 
 
-def _save(job: _Loaded, image, quality: int, seconds: float, notes: tuple[ItemWarning, ...] = ()) -> ItemResult:
+def _save(job: _Loaded, image: torch.Tensor, quality: int, seconds: float,
+          notes: tuple[ItemWarning, ...] = ()) -> ItemResult:
     """Save one stylized image ([1, 3, h, w]) atomically, in the writer thread.
 
     A device that is full or read-only is a "refused" result: every later write would fail too, so
@@ -184,7 +192,7 @@ def _save(job: _Loaded, image, quality: int, seconds: float, notes: tuple[ItemWa
                       warnings=tuple(warnings))
 
 
-def _stylize_batch(stylizer, batch: list[_Loaded], writes: queue.Queue, emit: EventCallback,
+def _stylize_batch(stylizer: Stylizer, batch: list[_Loaded], writes: queue.Queue, emit: EventCallback,
                    notes: tuple[ItemWarning, ...] = ()) -> Iterator[ItemResult]:
     """Stylize one batch and hand its images to the writer; yields the images that failed.
     ``notes``: warnings that go with each image's result."""
@@ -220,8 +228,8 @@ def _stylize_batch(stylizer, batch: list[_Loaded], writes: queue.Queue, emit: Ev
         writes.put(_Stylized(job=job, image=images[i : i + 1], seconds=share, notes=notes))
 
 
-def stylize_images(stylizer, items: list[WorkItem], emit: EventCallback, *, quality: int = 95,
-                   batch_size: int = 1, read_ahead: int = 4) -> Iterator[ItemResult]:
+def stylize_images(stylizer: Stylizer, items: list[WorkItem], emit: EventCallback, *, quality: int = 95,
+                   batch_size: int = 1, read_ahead: int = 4) -> Generator[ItemResult, None, None]:
     """Reader -> stylizer (this thread) -> writer over ``items``; one ItemResult per image, as each is
     written. The threads stop in a fixed order whatever happens, also when the caller stops early."""
     loaded: queue.Queue = queue.Queue(maxsize=read_ahead)
