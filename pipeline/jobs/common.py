@@ -8,10 +8,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pipeline.config import JobConfig
 from pipeline.errors import InputError, OutputExistsError, setting
 from pipeline.media.common import Size
+
+if TYPE_CHECKING:  # the engine is imported when a Stylizer is needed, not with this module
+    from pipeline.engine.optimize import Stylizer
 
 # A style image smaller than this on its short side holds too little texture to take a style from
 # (it would be blown up many times over to the working size); such a file is almost always a
@@ -40,7 +44,7 @@ def check_styles(job: JobConfig) -> None:
                              f"{MIN_STYLE_SIDE} px on each side, a few hundred show its brush strokes")
 
 
-def build_stylizer(job: JobConfig):
+def build_stylizer(job: JobConfig) -> Stylizer:
     """A ready Stylizer (network on its device, style Gram matrices loaded) for this job."""
     from pipeline.engine.optimize import Stylizer
 
@@ -61,7 +65,7 @@ class StylizerSetup:
     def device(self) -> str:
         return self.job.engine.device  # "cpu" keeps a distributed job from asking for GPUs
 
-    def __call__(self):
+    def __call__(self) -> Stylizer:
         return build_stylizer(self.job)
 
 
@@ -85,7 +89,7 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def job_fingerprint(job: JobConfig, **extra) -> dict:
+def job_fingerprint(job: JobConfig, **extra: Any) -> dict:
     """Everything that decides the result, as plain JSON: resumed work must match it exactly."""
     fingerprint = {
         "styles": [{"sha256": file_digest(Path(s.path)), "weight": s.weight} for s in job.styles],

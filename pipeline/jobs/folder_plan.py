@@ -66,7 +66,7 @@ def check_folders(input_dir: Path, output_dir: Path) -> None:
 def _selected(rel: str, config: FolderConfig) -> bool:
     name = rel.rsplit("/", 1)[-1]
 
-    def matches(patterns):
+    def matches(patterns: tuple[str, ...]) -> bool:
         return any(fnmatch.fnmatch(rel.lower(), p.lower()) or fnmatch.fnmatch(name.lower(), p.lower())
                    for p in patterns)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.config import JobConfig
 from pipeline.errors import OutputExistsError
@@ -11,6 +12,9 @@ from pipeline.events import EventCallback, ItemDone, ItemStarted, Iteration, Job
 from pipeline.jobs.common import build_stylizer, check_output, check_styles, working_size
 from pipeline.jobs.write_errors import output_write_error, refused_write
 from pipeline.results import ImageSummary
+
+if TYPE_CHECKING:  # the engine is imported when a Stylizer is needed, not with this module
+    from pipeline.engine.optimize import Stylizer
 
 
 def stylize_image_file(
@@ -21,7 +25,7 @@ def stylize_image_file(
     overwrite: bool = False,
     quality: int = 95,
     on_event: EventCallback = ignore,
-    stylizer=None,
+    stylizer: Stylizer | None = None,
 ) -> ImageSummary:
     """Stylize one image file into ``output_path`` (atomically). Returns the job summary."""
     from pipeline.media.images import load_image, resize, save_format_for, save_image

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pipeline.config import (
@@ -266,7 +267,8 @@ def make_sheet(samples: Sequence[Sample], job: JobConfig, preview: PreviewConfig
     total = len(samples) * len(grid)
     on_event(JobStarted("preview", total, "tile", f"preview ({total} tiles)"))
     start = time.perf_counter()
-    tiles, labels, records, device = [], [], [], ""
+    tiles: list[np.ndarray] = []  # uint8 [H, W, 3], one per stylized tile
+    labels, records, device = [], [], ""
     for sample in samples:
         for tile in grid:
             index = len(tiles) + 1

@@ -24,6 +24,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -112,7 +113,7 @@ def warping_errors(inputs: Iterable[np.ndarray], outputs: Iterable[np.ndarray], 
         held.append((cur_in, cur_out))
         prev_out = cur_out
         count += 1
-    if count == 0:
+    if prev_out is None:  # no frame was read (count is 0)
         raise InputError("no frames to compare")
     valid = [e for e in per_frame if e is not None]
     mean = float(np.mean(valid)) if valid else None
@@ -267,7 +268,7 @@ def plot_image(errors: list[float | None] | dict[str, list[float | None]], width
 
 
 def write_plot(errors: list[float | None] | dict[str, list[float | None]], path: str | Path, *,
-               below: tuple[dict, dict] | None = None, **kwargs) -> None:
+               below: tuple[dict, dict] | None = None, **kwargs: Any) -> None:
     """Save ``plot_image`` as a PNG, atomically. ``below``: ``(curves, plot_image keywords)`` of a
     second chart drawn under the first, on its own scale (drift under the warping error)."""
     path = Path(path)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -56,6 +56,14 @@ class EarlierFrame:
     flow: PairFlow
     stylized: np.ndarray | torch.Tensor
     content: np.ndarray | torch.Tensor
+
+
+class GuideItem(Protocol):
+    """A frame as the video job's hooks below see it (``video_work.FrameItem``)."""
+
+    index: int  # its place in the video
+    content: np.ndarray  # uint8 RGB [H, W, 3] at the working size
+    extra: dict[str, Any]  # what the hooks store with it: its flows, whether it starts a shot
 
 
 def as_rgb_float(image: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -142,10 +150,12 @@ class TemporalGuide:
         if offsets and previous_content is None:
             raise ValueError("carry 'offset' needs the previous frame's content")
         warped, confidence = pair_flow.warp(previous), pair_flow.confidence
-        offset = pair_flow.warp(previous - as_rgb_float(previous_content)) if offsets else None
+        offset = None
+        if offsets and previous_content is not None:  # (it is there with offsets: checked above)
+            offset = pair_flow.warp(previous - as_rgb_float(previous_content))
         if long_term is not None:
             earlier = as_rgb_float(long_term.stylized)
-            if offsets:  # the same fold for the offsets: the weights depend on the masks only
+            if offset is not None:  # the same fold for the offsets: the weights depend on the masks only
                 offset, _ = with_long_term(offset, confidence, long_term.flow,
                                            earlier - as_rgb_float(long_term.content))
             warped, confidence = with_long_term(warped, confidence, long_term.flow, earlier)
@@ -162,10 +172,9 @@ class TemporalGuide:
             temporal = TemporalTerm(warped=start, mask=as_tensor(confidence), weight=self.config.weight)
         return FramePlan(init=start, temporal=temporal, scene_cut=False, scales=1)
 
-    # The video job's two hooks (pipeline/jobs/video_work.py), for items with ``.index``, ``.content``
-    # (uint8 RGB at the working size) and an ``.extra`` dict (video_work.FrameItem).
+    # The video job's two hooks (pipeline/jobs/video_work.py), for its frames (GuideItem).
 
-    def annotate_item(self, previous_item, item) -> None:
+    def annotate_item(self, previous_item: GuideItem | None, item: GuideItem) -> None:
         """Reader-thread hook: store the flow from the previous input frame in ``item.extra["flow"]``,
         and with ``--long-term K`` the flow from the frame K back in ``item.extra["long_flow"]`` (a
         ``LongFlow``, only when that frame belongs to the same shot).
@@ -185,7 +194,7 @@ class TemporalGuide:
                 item.extra["long_flow"] = LongFlow(index=index, flow=flow_k, content=content)
         self._recent.append((item.index, item.content))
 
-    def frame_init(self, item, previous_item, previous_styled: np.ndarray) -> FramePlan:
+    def frame_init(self, item: GuideItem, previous_item: GuideItem, previous_styled: np.ndarray) -> FramePlan:
         """Stylizer-thread hook: the plan of a frame after the first; ``item.extra`` gets ``scene_cut``
         so the job can give a new shot the first frame's iterations."""
         long_term = None

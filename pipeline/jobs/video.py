@@ -24,6 +24,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 
 from pipeline.config import FULL_SIZE, JobConfig, VideoConfig, VideoJobConfig
 from pipeline.errors import ConfigError, InputError, OutputExistsError, StylizeError, setting
@@ -39,7 +40,10 @@ from pipeline.media.image_sequence import FrameFolderWriter
 from pipeline.media.video import FrameWindow, VideoInfo, VideoWriter, probe
 from pipeline.results import VideoSummary
 from pipeline.scale.local import LocalExecutor
-from pipeline.scale.work import Executor, GaveUp, SharedPaths
+from pipeline.scale.work import Done, Executor, GaveUp, Outcome, Pool, SharedPaths
+
+# Where the frames go: a video file, or a folder of numbered frames (the same interface).
+FrameWriter = VideoWriter | FrameFolderWriter
 
 
 @dataclass(frozen=True)
@@ -195,7 +199,7 @@ class _VideoRun:
                 summary.drift = {k: stability.drift[k] for k in ("first", "last", "ratio", "floor_first", "floor_last")}
         return summary
 
-    def _writer(self, output: Path, resumed: int):
+    def _writer(self, output: Path, resumed: int) -> tuple[FrameWriter, Path]:
         """The encoder (or frame-folder writer), made before any work so that a codec, container or
         size it cannot take is refused before hours of stylizing."""
         info, encode = self.work.info, self.config.encode
@@ -203,6 +207,7 @@ class _VideoRun:
         to_folder = is_frame_folder(output)
         partial = self.folder.path / ("output-frames" if to_folder else f"output{output.suffix}")
         notices: list[str] = []
+        writer: FrameWriter
         try:
             if to_folder:
                 writer = FrameFolderWriter(partial, info, long_side=encode.output_size, shift=shift,
@@ -258,9 +263,11 @@ class _VideoRun:
         self.on_event(ItemDone(name=f"frame {done.index + 1}/{info.frames}", output=self.folder.frame_path(done.index),
                                seconds=done.seconds, losses=done.losses, worker=worker))
 
-    def _report(self, pool, chunks: list[Chunk], report_path: Path, report_drift: bool) -> StabilityReport:
+    def _report(self, pool: Pool, chunks: list[Chunk], report_path: Path, report_drift: bool) -> StabilityReport:
         from pipeline.jobs import stability
         from pipeline.jobs.video_report import (
+            FrameAlone,
+            FrameLosses,
             drift_frames,
             drift_report,
             losses_summary,
@@ -277,8 +284,8 @@ class _VideoRun:
         last = lambda frames, result: result.index == frames.stop - 1  # noqa: E731
         with contextlib.closing(pool.map(measure, ranges, ignore, finishes=last)) as outcomes:
             for outcome in outcomes:
-                _require_done(outcome)
-                per_frame[outcome.value.index] = outcome.value.losses
+                measured: FrameLosses = _require_done(outcome).value
+                per_frame[measured.index] = measured.losses
         losses_summary(report, per_frame)
         if report_drift:
             self.on_event(Notice(message="stability report: stylizing sampled frames on their own to measure drift"))
@@ -288,8 +295,8 @@ class _VideoRun:
             with contextlib.closing(pool.map(drift, stability.drift_frames(info.frames), ignore,
                                              finishes=one)) as outcomes:
                 for outcome in outcomes:
-                    _require_done(outcome)
-                    alone[outcome.value.index] = outcome.value.rgb
+                    frame: FrameAlone = _require_done(outcome).value
+                    alone[frame.index] = frame.rgb
             report.drift = drift_report(work, chunks, alone)
         report.seconds_per_frame = self.stylize_seconds / self.stylized if self.stylized else None
         report.extra.update(input=str(info.path), output=str(work.output), init=work.temporal.init)
@@ -297,10 +304,11 @@ class _VideoRun:
         return report
 
 
-def _require_done(outcome) -> None:
+def _require_done(outcome: Outcome) -> Done:
     if isinstance(outcome, GaveUp):
         raise StylizeError(f"the stability report: {outcome.attempts} workers died measuring it; run the same command "
                            "again (the stylized frames are kept)")
+    return outcome
 
 
 class _WriterFailed(Exception):
@@ -314,7 +322,8 @@ class _Encoder:
     """The writer thread: frames go into the video in order, each as soon as it is final (its own frame
     saved and, in a hand-over, the next chunk's lead frame too), while later ones are still being made."""
 
-    def __init__(self, writer, folder: JobFolder, chunks: list[Chunk], info: VideoInfo, shape: tuple[int, ...]):
+    def __init__(self, writer: FrameWriter, folder: JobFolder, chunks: list[Chunk], info: VideoInfo,
+                 shape: tuple[int, ...]):
         self.writer, self.folder, self.chunks, self.info, self.shape = writer, folder, chunks, info, shape
         self.own = {i for i in range(info.frames) if folder.frame_path(i).exists()}
         self.leads = {i for c in chunks for i in range(c.first, c.start) if folder.frame_path(i, c.kind(i)).exists()}
@@ -357,7 +366,8 @@ class _Encoder:
         if self.error is not None:
             raise self.error
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if exc_type is not None:
             self.inbox.put(_ABORT)
             self.thread.join()
@@ -370,10 +380,10 @@ class _Encoder:
             while (message := self.inbox.get()) is not _ABORT and not isinstance(message, float):
                 self.writer.write(output_frame(self.folder, self.chunks, message, self.shape),
                                   self.info.frame_pts[message])
-            if message is _ABORT:
-                self.writer.abort()
-            else:
+            if isinstance(message, float):  # the end time
                 self.writer.finish(message)
+            else:  # _ABORT
+                self.writer.abort()
         except BaseException as exc:  # handed to the driver, which raises it
             self.error = exc
             self.failed.set()

@@ -15,6 +15,7 @@ chain starts afresh at every cut, exactly as a chunk starting there would, witho
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,6 +23,9 @@ from pipeline.config import TemporalConfig
 from pipeline.errors import ConfigError, setting
 from pipeline.jobs.video_resume import JobFolder
 from pipeline.media.common import Size
+
+if TYPE_CHECKING:
+    from pipeline.media.video import VideoInfo
 
 LEAD = ".lead"  # job-folder name of a chunk's own copy of the frames it shares with the chunk before
 
@@ -65,7 +69,7 @@ def plan_chunks(shot_starts: list[int], frames: int, max_chunk: int, overlap: in
     return chunks
 
 
-def shot_starts(info, work_size: Size, temporal: TemporalConfig) -> list[int]:
+def shot_starts(info: VideoInfo, work_size: Size, temporal: TemporalConfig) -> list[int]:
     """The first frame of each shot: one pass over the decoded frames with the chain's scene-cut test."""
     from pipeline.jobs.temporal import TemporalGuide
     from pipeline.media.images import resize_frame
@@ -134,7 +138,8 @@ def seam_figures(per_pair: list[float | None], chunks: list[Chunk], shot_starts:
     how many pairs each mean has (so a figure from two pairs is read as such).
     """
     seams, cuts = seam_pairs(chunks, shot_starts), set(shot_starts)
-    at_seams, inside = [], []
+    at_seams: list[float] = []
+    inside: list[float] = []
     for k, error in enumerate(per_pair):
         j = k + 1
         if error is None or j in cuts:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +19,9 @@ from pipeline.jobs import stability
 from pipeline.jobs.stability import StabilityReport
 from pipeline.jobs.video_chunks import Chunk, output_frame
 from pipeline.jobs.video_work import VideoWork
+
+if TYPE_CHECKING:  # the engine is imported when a Stylizer is needed, not with this module
+    from pipeline.engine.optimize import Stylizer
 
 # The report's long-term warping error compares frames this far apart (0.4 s at 25 fps): far enough
 # for an occluded background to reappear, near enough for the flow between them to be reliable.
@@ -63,7 +67,7 @@ class FrameAlone:
     rgb: np.ndarray  # [H, W, 3] uint8 at the working size
 
 
-def measure_frames(stylizer, ranges: list[range], emit: EventCallback, *, work: VideoWork,
+def measure_frames(stylizer: Stylizer, ranges: list[range], emit: EventCallback, *, work: VideoWork,
                    chunks: list[Chunk]) -> Generator[FrameLosses, None, None]:
     """Work function: each output frame's loss terms against its input frame, for the frames of each
     range. Measured the same way whatever the init, so a steadier video can be checked for being as
@@ -77,7 +81,7 @@ def measure_frames(stylizer, ranges: list[range], emit: EventCallback, *, work: 
             yield FrameLosses(index=index, losses={name: float(values[0]) for name, values in losses.items()})
 
 
-def drift_frames(stylizer, indices: list[int], emit: EventCallback, *,
+def drift_frames(stylizer: Stylizer, indices: list[int], emit: EventCallback, *,
                  work: VideoWork) -> Generator[FrameAlone, None, None]:
     """Work function: each sampled frame stylized on its own from its content, as a chain's first frame
     is (same budget, coarse-to-fine): what content drift compares the chained frames with."""

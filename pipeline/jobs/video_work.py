@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,6 +31,9 @@ from pipeline.jobs.video_chunks import Chunk
 from pipeline.jobs.video_resume import JobFolder
 from pipeline.media.common import Size
 from pipeline.media.video import VideoInfo
+
+if TYPE_CHECKING:  # the engine is imported when a Stylizer is needed, not with this module
+    from pipeline.engine.optimize import Stylizer
 
 QUEUE_FRAMES = 8  # decoded frames waiting for the stylizer: enough to ride out jitter, little memory
 
@@ -113,9 +117,9 @@ class _Reader:
         self.thread = threading.Thread(target=self._run, args=(work, chunk, annotate), name="video-reader",
                                        daemon=True)
 
-    def _run(self, *args) -> None:
+    def _run(self, work: VideoWork, chunk: Chunk, annotate: Callable) -> None:
         try:
-            _read(*args, self.queue, self.stop)
+            _read(work, chunk, annotate, self.queue, self.stop)
         except BaseException as exc:  # handed to the stylizing thread, which raises it
             self.error = exc
 
@@ -135,14 +139,14 @@ class _Reader:
             raise self.error
 
 
-def render_chunks(stylizer, chunks: list[Chunk], emit: EventCallback, *,
+def render_chunks(stylizer: Stylizer, chunks: list[Chunk], emit: EventCallback, *,
                   work: VideoWork) -> Generator[FrameDone, None, None]:
     """Stylize each chunk (its lead first) into the job folder; one FrameDone per frame, in order."""
     for chunk in chunks:
         yield from _render(stylizer, chunk, emit, work)
 
 
-def _render(stylizer, chunk: Chunk, emit: EventCallback, work: VideoWork) -> Iterator[FrameDone]:
+def _render(stylizer: Stylizer, chunk: Chunk, emit: EventCallback, work: VideoWork) -> Iterator[FrameDone]:
     from pipeline.jobs.temporal import TemporalGuide
     from pipeline.media.images import from_uint8, to_uint8
 

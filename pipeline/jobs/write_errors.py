@@ -29,17 +29,18 @@ def refused_write(exc: BaseException, under: Path | str | None = None) -> int | 
     take writes', else None. With ``under``, an error that names a file elsewhere (a weights file
     that cannot be read, say) is not the output's: a failed ``write()`` names no file and counts."""
     seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:
-            if under is None or not exc.filename or _inside(exc.filename, under):
-                return exc.errno
+    link: BaseException | None = exc  # walks the chain of causes
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, OSError) and link.errno in WRITE_ERRNOS:
+            if under is None or not link.filename or _inside(link.filename, under):
+                return link.errno
             return None
-        exc = exc.__cause__ or exc.__context__
+        link = link.__cause__ or link.__context__
     return None
 
 
-def _inside(filename, folder: Path | str) -> bool:
+def _inside(filename: str | bytes | os.PathLike, folder: Path | str) -> bool:  # an OSError's filename
     try:
         return Path(os.fsdecode(filename)).resolve().is_relative_to(Path(folder).resolve())
     except (TypeError, ValueError, OSError):
