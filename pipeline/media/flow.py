@@ -76,8 +76,9 @@ def dis_flow(a: np.ndarray, b: np.ndarray, preset: str = "medium") -> np.ndarray
     """
     if preset not in FLOW_PRESETS:
         raise ValueError(f"unknown flow preset {preset!r}: choose from {', '.join(FLOW_PRESETS)}")
-    dis = cv2.DISOpticalFlow_create(FLOW_PRESETS[preset])
-    return dis.calc(to_gray(a), to_gray(b), None)
+    dis = cv2.DISOpticalFlow.create(FLOW_PRESETS[preset])
+    # OpenCV allocates the output when it is None; its stubs do not allow None there.
+    return dis.calc(to_gray(a), to_gray(b), None)  # type: ignore[call-overload]
 
 
 def _sample_map(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ rate timing is not lost. A folder holds no sound: the input's audio is dropped w
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from pipeline.media.common import Size
 FRAME_EXTENSIONS = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"}
 
 
-def _natural_key(path: Path):
+def _natural_key(path: Path) -> list[int | str]:
     """frame2.png before frame10.png."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name)]
 
@@ -56,7 +56,7 @@ def probe_folder(folder: Path, fps: float, window) -> dict:
             "frame_pts": tuple(pts), "end_pts": end}
 
 
-def decode_folder(folder: Path, frame_pts, size: Size) -> Iterator[np.ndarray]:
+def decode_folder(folder: Path, frame_pts: Sequence[int], size: Size) -> Iterator[np.ndarray]:
     """The frames numbered ``frame_pts`` (their places in the folder), in that order, uint8 RGB."""
     files = frame_files(folder)
     for p in frame_pts:

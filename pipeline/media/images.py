@@ -81,7 +81,9 @@ def _cmyk_to_rgb(img: Image.Image, icc: bytes | None) -> Image.Image:
 
         try:
             source = ImageCms.ImageCmsProfile(BytesIO(icc))
-            return ImageCms.profileToProfile(img, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
+            # None only with inPlace=True, which this call does not ask for: the stubs cannot tell.
+            return ImageCms.profileToProfile(  # type: ignore[return-value]
+                img, source, ImageCms.createProfile("sRGB"), outputMode="RGB")
         except (ImageCms.PyCMSError, OSError, ValueError):
             pass
     return img.convert("RGB")
@@ -95,6 +97,7 @@ def load_image(path: str | Path, *, draft_long_side: int | None = None) -> Loade
     """
     path = Path(path)
     check_input_file(path, "an image file")
+    img: Image.Image  # the opened file (an ImageFile), then the picture turned upright: a plain Image
     try:
         with Image.open(path) as img:
             if draft_long_side and img.format == "JPEG":

@@ -7,14 +7,21 @@ are copied as they are (remuxed) when the output container can hold their codec.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import cv2
 import numpy as np
+from av.audio.codeccontext import AudioCodecContext
+from av.audio.stream import AudioStream
+from av.container import InputContainer
+from av.packet import Packet
+from av.stream import Stream
+from av.video.stream import VideoStream
 
 from pipeline.config import EncodeConfig
 from pipeline.errors import ConfigError, InputError, setting
@@ -69,7 +76,7 @@ class FrameWindow:
         return seconds >= self.start - 1e-9 and (self.duration is None or seconds < self.start + self.duration - 1e-9)
 
 
-def _open_input(path: Path):
+def _open_input(path: Path) -> InputContainer:
     check_input_file(path, "a video file")
     try:
         container = av.open(str(path))
@@ -198,9 +205,10 @@ def decode_frames(info: VideoInfo) -> Iterator[DecodedFrame]:
                     raise InputError(f"{info.path}: the frame at {float(expected * info.time_base):.3f} s "
                                      "could not be decoded (damaged file?)")
                 yield DecodedFrame(pts=p, rgb=upright(frame.to_ndarray(format="rgb24"), info.rotation))
-                expected = next(pending, None)
-                if expected is None:
+                following = next(pending, None)
+                if following is None:
                     return
+                expected = following
         except av.error.FFmpegError as exc:
             raise InputError(f"{info.path}: decoding failed at {float(expected * info.time_base):.3f} s "
                              f"({_reason(exc)})") from None
@@ -233,8 +241,10 @@ class StreamPlan:
     index: int
     kind: str
     action: str  # "copy", "encode", "drop"
-    out: object = None
-    decoder: object = None
+    out: Stream | None = None  # "copy": the output stream the packets go into
+    # "encode": the input's decoder, and the output's stream that encodes what it decodes
+    decoder: AudioCodecContext | None = None
+    encoder: AudioStream | None = None
     notes: list[str] = field(default_factory=list)
 
 
@@ -262,19 +272,19 @@ class VideoWriter:
             crf = encode.crf if encode.crf is not None else default_crf
             self.video = self._add_video(codec, crf, encode.preset, pix_fmt)
             self.source = None if info.path.is_dir() else av.open(str(info.path))  # a frame folder has no sound
-            others = self.source.streams if self.source is not None else []
+            others: Iterable[Stream] = self.source.streams if self.source is not None else []
             self.plans = [self._plan(s) for s in others if s.type in ("audio", "subtitle")]
             self.container.start_encoding()  # writes the header: refusals surface now, not hours later
         except BaseException:
             self.abort()
             raise
         self._packets = self._source_packets()
-        self._held = None  # a packet read ahead of the video
+        self._held: Packet | None = None  # a packet read ahead of the video
         self._video_shift = round(shift / info.time_base)
 
     # -- setup ---------------------------------------------------------------------------------
 
-    def _add_video(self, codec, crf, preset, pix_fmt):
+    def _add_video(self, codec: str, crf: int | None, preset: str | None, pix_fmt: str) -> VideoStream:
         named = f"{setting('EncodeConfig.codec')} {codec}"  # the CLI shows "--codec libx264"
         try:
             av.codec.Codec(codec, "w")
@@ -284,7 +294,9 @@ class VideoWriter:
             raise ConfigError(f"{named} cannot be stored in a {self.container.format.name} file "
                               "(choose another codec or output extension)")
         try:
-            stream = self.container.add_stream(codec, rate=self.info.rate)
+            # The stream's class follows the codec (PyAV's stubs know it only for names spelled out):
+            # a video codec gives a VideoStream; any other fails on its width below, as it always did.
+            stream = cast(VideoStream, self.container.add_stream(codec, rate=self.info.rate))
         except (av.error.FFmpegError, ValueError) as exc:
             raise ConfigError(f"{named}: not available here ({exc})") from None
         stream.width, stream.height = self.size.width, self.size.height
@@ -295,7 +307,7 @@ class VideoWriter:
         # Same clock as the input: frame timestamps (also variable-rate ones) are copied exactly.
         stream.time_base = self.info.time_base
         stream.codec_context.time_base = self.info.time_base
-        options = {}
+        options: dict[str, object] = {}  # typed as Stream.options is
         if crf is not None:
             options["crf"] = str(crf)
             if codec == "libvpx-vp9":
@@ -307,22 +319,24 @@ class VideoWriter:
         stream.options = options
         return stream
 
-    def _plan(self, stream) -> StreamPlan:
+    def _plan(self, stream: Stream) -> StreamPlan:
         name = stream.codec_context.name
         plan = StreamPlan(index=stream.index, kind=stream.type, action="copy")
         fmt = self.container.format.name
         if name in self.container.supported_codecs:
             plan.out = self.container.add_stream_from_template(stream)
             return plan
-        if stream.type == "audio":
+        if isinstance(stream, AudioStream):  # PyAV's class for the streams of type "audio"
             for target in AUDIO_FALLBACKS:
                 if target in self.container.supported_codecs or _codec_id(target) in self.container.supported_codecs:
                     try:
-                        plan.out = self.container.add_stream(target, rate=stream.codec_context.sample_rate)
+                        # An audio codec gives an AudioStream (see _add_video).
+                        encoder = cast(AudioStream, self.container.add_stream(target,
+                                                                              rate=stream.codec_context.sample_rate))
                     except (av.error.FFmpegError, ValueError):
                         continue
-                    plan.out.layout = stream.codec_context.layout
-                    plan.action, plan.decoder = "encode", stream.codec_context
+                    encoder.layout = stream.codec_context.layout
+                    plan.action, plan.decoder, plan.encoder = "encode", stream.codec_context, encoder
                     self.notice(f"audio stream #{stream.index} ({name}) cannot be copied into a {fmt} file: "
                                 f"re-encoding it as {target}")
                     return plan
@@ -353,8 +367,8 @@ class VideoWriter:
             self.container.mux(packet)
         self._copy_until(end_seconds)
         for plan in self.plans:
-            if plan.action == "encode":
-                for packet in plan.out.encode():
+            if plan.encoder is not None:  # "encode"
+                for packet in plan.encoder.encode():
                     self.container.mux(packet)
         self.container.close()
         if self.source is not None:
@@ -368,9 +382,9 @@ class VideoWriter:
                 except (av.error.FFmpegError, ValueError, OSError):
                     pass  # already failing: the first error is the one to report
 
-    def _source_packets(self):
+    def _source_packets(self) -> Iterator[Packet]:
         kept = [p.index for p in self.plans if p.action != "drop"]
-        if not kept:
+        if not kept or self.source is None:  # (a frame folder has no streams to keep)
             return iter(())
         streams = [self.source.streams[i] for i in kept]
         return (p for p in self.source.demux(streams) if p.size > 0 and p.pts is not None)
@@ -382,6 +396,7 @@ class VideoWriter:
             self._held = None
             if packet is None:
                 return
+            assert packet.pts is not None  # _source_packets keeps only packets that have one
             t = float(packet.pts * packet.time_base)
             if t >= seconds:
                 self._held = packet
@@ -389,20 +404,20 @@ class VideoWriter:
             if t < self.shift - 1e-9:
                 continue  # before the chosen range
             plan = plans[packet.stream.index]
-            if plan.action == "copy":
+            if plan.out is not None:  # "copy"
                 offset = round(self.shift / packet.time_base)
                 packet.pts -= offset
                 if packet.dts is not None:
                     packet.dts -= offset
                 packet.stream = plan.out
                 self.container.mux(packet)
-            else:
+            elif plan.decoder is not None and plan.encoder is not None:  # "encode" (a dropped stream has no packets)
                 for frame in plan.decoder.decode(packet):
                     if frame.time is not None:  # keep the sound where it was relative to the picture
                         rate = frame.sample_rate
                         frame.pts = max(0, round((frame.time - self.shift) * rate))
                         frame.time_base = Fraction(1, rate)
-                    for out_packet in plan.out.encode(frame):
+                    for out_packet in plan.encoder.encode(frame):
                         self.container.mux(out_packet)
 
 
