@@ -10,9 +10,10 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -31,7 +32,12 @@ from rich.progress import (
 from cli.settings import CommandOptions, UsageError
 
 if TYPE_CHECKING:
-    from pipeline.results import Summary
+    from pipeline.events import EventCallback
+    from pipeline.jobs.preview import TileSettings
+    from pipeline.results import PreviewSummary, Summary
+
+    # --preview's library call, make(command_for, on_event): preview_images or preview_video.
+    MakePreview = Callable[[Callable[[TileSettings], str], EventCallback], PreviewSummary]
 
 # Options both commands take that are no configuration field (pipeline/config.py has those).
 AddStyle = Annotated[list[Path] | None, typer.Option(help="Another style image to blend in (repeatable).")]
@@ -226,12 +232,13 @@ class EventRenderer:
         self.per_worker: dict[str, int] = {}  # images done per worker, in a distributed job
         self.live = False
 
-    def __enter__(self):
+    def __enter__(self) -> EventRenderer:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         if self.live:
-            self.progress.__exit__(*exc)
+            self.progress.__exit__(exc_type, exc, tb)
 
     def _add_task(self, description: str, **fields: Any) -> TaskID:
         # The display starts with the first bar: started earlier, a job that fails before its first
@@ -331,7 +338,8 @@ def print_line(message: str, quiet: bool = False) -> None:
         console.print(message, soft_wrap=True)
 
 
-def run_preview(ctx, command: str, options: CommandOptions, job, style_blend: str | None, quiet: bool, make) -> None:
+def run_preview(ctx, command: str, options: CommandOptions, job, style_blend: str | None, quiet: bool,
+                make: MakePreview) -> None:
     """The --preview branch both commands share; ``make(command_for, on_event)`` is the library call."""
     if style_blend:
         raise fail("--style-blend has no effect with --preview: each style image gets its own row", EXIT_USAGE)

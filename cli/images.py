@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cli import common
 from cli.settings import CommandOptions, Group
 from pipeline.config import EngineConfig, FolderConfig, PreviewConfig, ScaleConfig, StyleConfig
+
+if TYPE_CHECKING:
+    from pipeline.events import EventCallback
+    from pipeline.jobs.preview import TileSettings
+    from pipeline.results import PreviewSummary
 
 # Every option that is a configuration field comes from pipeline/config.py.
 OPTIONS = CommandOptions(
@@ -54,7 +60,7 @@ def stylize_images(
         if preview:
             from pipeline.jobs.preview import preview_images
 
-            def make(command_for, on_event):
+            def make(command_for: Callable[[TileSettings], str], on_event: EventCallback) -> PreviewSummary:
                 return preview_images(input, output, job, configs[PreviewConfig], folder=folder, sheet=preview_sheet,
                                       overwrite=folder.overwrite, command_for=command_for, on_event=on_event)
 

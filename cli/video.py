@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +20,11 @@ from pipeline.config import (
     TemporalConfig,
     VideoConfig,
 )
+
+if TYPE_CHECKING:
+    from pipeline.events import EventCallback
+    from pipeline.jobs.preview import TileSettings
+    from pipeline.results import PreviewSummary
 
 # Every option that is a configuration field comes from pipeline/config.py; here only what this
 # command words differently: a frame is not a photo.
@@ -84,7 +90,7 @@ def stylize_video(
         if preview:
             from pipeline.jobs.preview import preview_video
 
-            def make(command_for, on_event):
+            def make(command_for: Callable[[TileSettings], str], on_event: EventCallback) -> PreviewSummary:
                 return preview_video(input, output, job, configs[PreviewConfig], video=video, sheet=preview_sheet,
                                      overwrite=overwrite, command_for=command_for, on_event=on_event)
 
