@@ -56,6 +56,22 @@ def stripes(width: int, height: int) -> np.ndarray:
     return palette[band]
 
 
+def photos(folder: Path, n: int = 4) -> Path:
+    """``n`` different 64x48 photos p0.png, p1.png, ... in ``folder`` (made if need be); returns it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(pattern(64, 48, seed=i)).save(folder / f"p{i}.png")
+    return folder
+
+
+@pytest.fixture
+def folders(tmp_path: Path) -> tuple[Path, Path]:
+    """A folder job's input folder (made, empty) and output folder (only a path: the job makes it)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    return src, tmp_path / "out"
+
+
 @pytest.fixture
 def content_file(tmp_path: Path) -> Path:
     path = tmp_path / "content.png"
