@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from pipeline.errors import JobLockedError
 from pipeline.events import Notice
@@ -21,7 +20,7 @@ from pipeline.jobs.lock import LOCK_NAME, job_lock
 from pipeline.jobs.video import stylize_video
 from pipeline.jobs.video_resume import JobFolder
 from pipeline.scale.local import LocalExecutor
-from tests.conftest import pattern
+from tests.conftest import photos
 from tests.jobs.test_folder import FakeStylizer
 from tests.jobs.test_folder import job as folder_job  # noqa: F401  (the fixture, under another name)
 from tests.jobs.test_video_job import ENCODE, FAST, PREVIOUS, EchoStylizer
@@ -100,10 +99,9 @@ def test_a_file_system_without_locks_gets_one_notice_and_the_job_goes_on(tmp_pat
     assert len(events) == 1 and isinstance(events[0], Notice) and "cannot lock" in events[0].message
 
 
-def test_a_second_folder_job_touches_nothing(tmp_path, hold, folder_job):  # noqa: F811
-    src, dst = tmp_path / "in", tmp_path / "out"
-    src.mkdir()
-    Image.fromarray(pattern(64, 48)).save(src / "p.png")
+def test_a_second_folder_job_touches_nothing(tmp_path, folders, hold, folder_job):  # noqa: F811
+    src, dst = folders
+    photos(src, 1)
     hold(dst)
     before = snapshot(dst)
     fake = FakeStylizer()
