@@ -37,13 +37,6 @@ def workers(scale: ScaleConfig = ONE_THREAD) -> RayExecutor:
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("scale")
     (root / "in" / "sub").mkdir(parents=True)

@@ -45,13 +45,6 @@ LONG_TERM = TemporalConfig(long_term=2)
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> tuple[Path, list[int]]:
     root = tmp_path_factory.mktemp("video-ray")
     times = two_shot_video(root / "in.mp4", 5, 7)  # 2 shots: 5 frames, then 7
