@@ -83,6 +83,10 @@ def test_help_shows_defaults():
     proc = run("--help")
     assert proc.returncode == 0
     assert "--style-weight" in proc.stdout and "default: 512" in proc.stdout
-    # What this file's in-process runs see is what the installed script shows, to the character.
-    real = script("stylize-images", "--help")
-    assert (real.returncode, real.stdout, real.stderr) == (0, proc.stdout, proc.stderr)
+
+
+def test_a_run_in_this_process_reads_like_the_installed_scripts_own(tmp_path, style_file):
+    """What the in-process runs of these tests see is what a user's terminal shows, to the character."""
+    for args in (["--help"], [tmp_path / "missing.jpg", style_file, tmp_path / "o.png"]):
+        here, real = run(*args), script("stylize-images", *args)
+        assert (here.returncode, here.stdout, here.stderr) == (real.returncode, real.stdout, real.stderr)

@@ -24,10 +24,10 @@ from tests.cli.test_cli_folder import tree_outputs
 from tests.conftest import photos, stripes
 from tests.media.test_video import make_video
 
-# Slow enough per image that a signal lands mid-job, quick enough for the suite: about 1.2 s of
-# stylizing per photo (with bf16 on CPU, 12 iterations took ~0.3 s a photo), so that the three photos
-# left after the first output outlast the test's 50 ms polling and a signal's delivery many times over.
-# The second run and the rerun are in this process: no start-up of 3-4 s for the job to outlast.
+# Slow enough per image that a signal lands mid-job, quick enough for the suite: 50 iterations at 32 px
+# took 2.9 s a photo on 2 shared cores (half of 100 iterations' time), so the three photos left after the
+# first output outlast the test's 50 ms polling and a signal's delivery many times over. The second run
+# and the reruns are in this process: the job no longer has to outlast a new process's 3-4 s start-up.
 SLOW_IMAGES = ["--size", "32", "--iterations", "50", "--scales", "1", "--device", "cpu", "--quiet"]
 SLOW_VIDEO = ["--size", "32", "--first-iterations", "4", "--iterations", "6", "--scales", "1", "--device", "cpu",
               "--init", "previous", "--preset", "ultrafast", "--quiet"]
