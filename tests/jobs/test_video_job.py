@@ -303,7 +303,7 @@ def test_frame_folders_in_and_out(tmp_path, job):
 
 def make_pan(path: Path, frames: int, width: int = 64, height: int = 48) -> None:
     """A camera pan: one smooth picture moving 2 px left per frame (lossless, so flow is clean)."""
-    from conftest import pattern
+    from tests.conftest import pattern
 
     scene = pattern(width + 2 * frames, height, seed=3)
     with av.open(str(path), "w") as container:
