@@ -183,7 +183,8 @@ class _QuotaFile:
         return iter(self._fh)
 
 
-@pytest.fixture(params=["tmpfs", "injected"])
+# The tmpfs kind mounts a file system for each test that asks (root only): the fast lane leaves it out.
+@pytest.fixture(params=[pytest.param("tmpfs", marks=pytest.mark.slow), "injected"])
 def small_disk(request, tmp_path, monkeypatch):
     import builtins
     import io

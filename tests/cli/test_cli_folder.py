@@ -9,6 +9,7 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from cli.images import app
@@ -28,6 +29,7 @@ def tree_outputs(root: Path) -> dict[str, int]:
             if p.is_file() and not p.name.startswith(".")}
 
 
+@pytest.mark.slow
 def test_photo_tree_exit_code_summary_report_and_rerun(tmp_path, style_file):
     src = make_photo_tree(tmp_path / "photos")
     dst, report = tmp_path / "styled", tmp_path / "report.json"
@@ -57,6 +59,7 @@ def test_photo_tree_exit_code_summary_report_and_rerun(tmp_path, style_file):
     assert "other options" in proc.stderr and "--overwrite" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_kill_midway_then_resume(folders, style_file):
     src, dst = folders
     photos(src, 4)

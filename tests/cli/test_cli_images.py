@@ -2,6 +2,7 @@
 user runs it; the other cases run the same app in this process (tests/cli/conftest.py)."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from cli.images import app
@@ -15,6 +16,7 @@ def run(*args):
     return invoke(app, *args)
 
 
+@pytest.mark.slow
 def test_single_image_end_to_end(tmp_path, content_file, style_file):
     out = tmp_path / "out.png"
     before = content_file.read_bytes()
@@ -85,6 +87,7 @@ def test_help_shows_defaults():
     assert "--style-weight" in proc.stdout and "default: 512" in proc.stdout
 
 
+@pytest.mark.slow
 def test_a_run_in_this_process_reads_like_the_installed_scripts_own(tmp_path, style_file):
     """What the in-process runs of these tests see is what a user's terminal shows, to the character."""
     for args in (["--help"], [tmp_path / "missing.jpg", style_file, tmp_path / "o.png"]):

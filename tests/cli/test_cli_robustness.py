@@ -46,6 +46,7 @@ def finish(proc: subprocess.Popen) -> tuple[int, str]:
     return proc.returncode, err
 
 
+@pytest.mark.slow
 def test_a_second_run_is_refused_then_kill_9_never_blocks_the_next(folders, style_file):
     src, dst = folders
     photos(src)
@@ -67,6 +68,7 @@ def test_a_second_run_is_refused_then_kill_9_never_blocks_the_next(folders, styl
     assert not (dst / LOCK_NAME).exists()
 
 
+@pytest.mark.slow
 def test_sigterm_stops_a_folder_job_keeping_its_work_and_the_report(tmp_path, folders, style_file):
     (src, dst), report = folders, tmp_path / "report.json"
     photos(src)
@@ -91,6 +93,7 @@ def test_sigterm_stops_a_folder_job_keeping_its_work_and_the_report(tmp_path, fo
     assert all(after[rel] == mtime for rel, mtime in done.items())  # finished work was not redone
 
 
+@pytest.mark.slow
 def test_sighup_stops_a_video_job_and_the_same_command_resumes(tmp_path, style_file):
     src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
     make_video(src, frames=10)

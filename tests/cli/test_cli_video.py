@@ -25,6 +25,7 @@ def run_here(*args):
     return invoke(app, *args)
 
 
+@pytest.mark.slow
 def test_video_end_to_end_keeps_timing_sound_and_input(tmp_path, style_file):
     src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
     times = make_video(src, width=49, height=33, frames=4, vfr=True)  # odd size, variable rate
@@ -52,6 +53,7 @@ def test_report_drift_prints_the_drift_beside_its_floor(tmp_path, style_file):
     assert report.exists() and report.with_suffix(".png").exists()
 
 
+@pytest.mark.slow
 def test_quiet_range_and_overwrite(tmp_path, style_file):
     src, out = tmp_path / "in.mp4", tmp_path / "out.mkv"
     make_video(src, frames=10)

@@ -120,6 +120,7 @@ def outputs(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != MANIFEST_NAME}
 
 
+@pytest.mark.slow
 def test_photo_tree_end_to_end(tmp_path, job, stylizer):
     src = make_photo_tree(tmp_path / "photos")
     dst = tmp_path / "styled"

@@ -193,6 +193,7 @@ def stylize_clip(stylizer, frames, first, mode, iterations):
     return warping_errors(frames, outputs).warping_error, float(np.mean(styles))
 
 
+@pytest.mark.slow
 def test_warped_init_is_steadier_than_independent_frames(features):
     stylizer = Stylizer([(from_uint8(stripes(64, 64)), 1.0)], StyleConfig(size=64, iterations=12, scales=1),
                         features=features)

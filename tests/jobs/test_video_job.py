@@ -253,6 +253,7 @@ stylize_video({src!r}, {out!r}, job, FAST, ENCODE, PREVIOUS, executor=LocalExecu
 """
 
 
+@pytest.mark.slow
 def test_sigkill_partway_then_rerun_completes(tmp_path, job, style_file):
     src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
     make_video(src, frames=20)

@@ -38,6 +38,8 @@ from tests.media.test_video import audio_seconds, frame_times, two_shot_video
 ray = pytest.importorskip("ray", reason="the scale-out tests need the ray extra (make test installs it)")
 from pipeline.scale.ray_pool import RayExecutor  # noqa: E402  (needs Ray)
 
+pytestmark = pytest.mark.slow  # a Ray cluster and real stylizing (make test-fast leaves these out)
+
 CHUNKS = {"max_chunk": 3, "overlap": 1}
 LOSSLESS = EncodeConfig(codec="ffv1")
 VIDEO = VideoConfig(iterations=3)
