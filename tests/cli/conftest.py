@@ -74,10 +74,10 @@ def _fresh_interpreter_warnings() -> Iterator[list[warnings.WarningMessage]]:
         yield shown
 
 
-def script(name: str, *args, **env: str) -> subprocess.CompletedProcess:
+def script(name: str, *args) -> subprocess.CompletedProcess:
     """The installed console script ``name`` in its own process, exactly as a user runs it."""
     return subprocess.run([str(BIN / name), *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": COLUMNS, **env})
+                          env={**os.environ, "COLUMNS": COLUMNS})
 
 
 def _as_in_a_terminal() -> None:
@@ -87,11 +87,11 @@ def _as_in_a_terminal() -> None:
         signal.signal(signum, signal.SIG_DFL)
 
 
-def start(name: str, *args, **env: str) -> subprocess.Popen:
+def start(name: str, *args) -> subprocess.Popen:
     """The console script ``name`` started in the background (stdout and stderr piped), for a test
     that signals or kills it."""
     return subprocess.Popen([str(BIN / name), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "COLUMNS": COLUMNS, **env}, preexec_fn=_as_in_a_terminal)
+                            text=True, env={**os.environ, "COLUMNS": COLUMNS}, preexec_fn=_as_in_a_terminal)
 
 
 def one_error_line(proc: subprocess.CompletedProcess, *fragments: str) -> str:
