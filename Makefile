@@ -22,7 +22,7 @@ ARGS ?=
 # Install first when run in the project itself; from a media folder (-f) the install must exist.
 HERE_SETUP := $(if $(filter $(ROOT),$(CURDIR)),setup)
 
-.PHONY: setup test demo lint docs bench bench-quality bench-temporal bench-scale bench-large bench-gpu clean stylize
+.PHONY: setup test test-fast demo lint docs bench bench-quality bench-temporal bench-scale bench-large bench-gpu clean stylize
 
 setup: $(STAMP)
 
@@ -34,6 +34,11 @@ $(STAMP): pyproject.toml
 
 test: setup
 	$(BIN)/python -m pytest
+
+# A quick lane (under 2 minutes on 2 cores): every test folder, without the tests marked slow
+# (end-to-end runs of the real network, Ray clusters, processes of their own).
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
 
 # ruff on everything; mypy on the library and the CLI (its settings: pyproject.toml [tool.mypy]).
 lint: setup

@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -21,6 +22,7 @@ from pipeline.media.images import from_uint8
 from tests.conftest import pattern, stripes
 
 
+@pytest.mark.slow
 def test_flop_count_agrees_with_torchs_counter(features):
     x = torch.rand(1, 3, 64, 48, requires_grad=True)
     with FlopCounterMode(display=False) as counter:
@@ -39,6 +41,7 @@ def test_flop_count_at_512_is_what_the_issue_says(features):
     assert [s[0] for s in speed.conv_shapes(features, 512, 512)][-1] == "conv5_1"
 
 
+@pytest.mark.slow
 def test_benchmark_runs_at_tiny_size_on_cpu(features, tmp_path, monkeypatch):
     monkeypatch.setattr(speed, "bench_images", lambda: (from_uint8(pattern(80, 64)), from_uint8(stripes(64, 64))))
     # bf16 named explicitly: the bf16 path and its fp32 baseline run whatever this CPU's auto would pick.
@@ -67,6 +70,7 @@ def test_benchmark_runs_at_tiny_size_on_cpu(features, tmp_path, monkeypatch):
     assert verdict.endswith(": met" if row["vs_fp32"] <= 0.6 else ": NOT met")
 
 
+@pytest.mark.slow
 def test_benchmark_has_no_fp32_baseline_when_the_default_is_fp32(features, tmp_path, monkeypatch):
     monkeypatch.setattr(speed, "bench_images", lambda: (from_uint8(pattern(80, 64)), from_uint8(stripes(64, 64))))
     args = speed.parse_args(["--device", "cpu", "--precision", "fp32", "--sizes", "64", "--iterations", "2",
@@ -75,6 +79,7 @@ def test_benchmark_has_no_fp32_baseline_when_the_default_is_fp32(features, tmp_p
     assert row["fp32"] is None and row["vs_fp32"] is None and row["fast"]["ms_per_iteration"] > 0
 
 
+@pytest.mark.slow
 def test_reference_loop_lowers_the_loss_like_the_stylizer(features):
     style = from_uint8(stripes(64, 64))
     reference = speed.ReferenceLoop(features, style, speed.StyleConfig(), torch.device("cpu"))
@@ -124,6 +129,7 @@ def test_schedule_cost_counts_coarse_evaluations_at_their_pixel_share():
     assert full_size_cost(128, 128, 2, 30) == 20 / 4 + 10  # 20 at 64x64, 10 at 128x128
 
 
+@pytest.mark.slow
 def test_temporal_benchmark_runs_every_init_on_a_tiny_clip(features, style_file, tmp_path, monkeypatch, capsys):
     from bench import temporal as bench_temporal
     from pipeline.config import StyleImage

@@ -22,6 +22,7 @@ def shared(tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_bench_quality_stylizes_measures_and_writes_one_sheet_per_pair(shared, tmp_path, capsys):
     out, sheets = tmp_path / "out", tmp_path / "sheets"
     assert looks.main(["--shared", str(shared), "--only", "golden_gate:the_scream", "golden_gate:vg_self",

@@ -1,33 +1,27 @@
-"""End-to-end: `stylize-images INPUT_DIR STYLE OUTPUT_DIR` as a user runs it overnight."""
+"""`stylize-images INPUT_DIR STYLE OUTPUT_DIR` as a user runs it overnight: in its own process where
+the process is what is checked (the exit code a cron job sees, kill -9), else the same app in this
+process (tests/cli/conftest.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
-from tests.conftest import pattern
+from cli.images import app
+from tests.cli.conftest import invoke, script, start
+from tests.conftest import photos
 from tests.jobs.test_folder import BAD, GOOD, make_photo_tree
 
-BIN = Path(sys.executable).parent
 FAST = ["--size", "32", "--iterations", "2", "--scales", "1", "--device", "cpu"]
-# One thread per job process: on a machine shared by several test runs, two OpenMP threads per
-# process spin-wait on each other and made these tiny runs about 30 times slower (measured).
-ENV = {**os.environ, "COLUMNS": "200", "OMP_NUM_THREADS": "1"}
-
-
-def command(*args):
-    return [str(BIN / "stylize-images"), *map(str, args)]
 
 
 def run(*args):
-    return subprocess.run(command(*args), capture_output=True, text=True, env=ENV)
+    return invoke(app, *args)
 
 
 def tree_outputs(root: Path) -> dict[str, int]:
@@ -35,11 +29,12 @@ def tree_outputs(root: Path) -> dict[str, int]:
             if p.is_file() and not p.name.startswith(".")}
 
 
+@pytest.mark.slow
 def test_photo_tree_exit_code_summary_report_and_rerun(tmp_path, style_file):
     src = make_photo_tree(tmp_path / "photos")
     dst, report = tmp_path / "styled", tmp_path / "report.json"
-    proc = run(src, style_file, dst, *FAST, "--report", report)
-    assert proc.returncode == 3, proc.stderr  # some files failed
+    proc = script("stylize-images", src, style_file, dst, *FAST, "--report", report)
+    assert proc.returncode == 3, proc.stderr  # some files failed: what a cron job sees
     assert "Traceback" not in proc.stderr
     assert set(tree_outputs(dst)) == set(GOOD)
     assert f"{len(GOOD)} stylized, 0 already done, {len(BAD)} failed" in proc.stderr
@@ -64,15 +59,13 @@ def test_photo_tree_exit_code_summary_report_and_rerun(tmp_path, style_file):
     assert "other options" in proc.stderr and "--overwrite" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_kill_midway_then_resume(tmp_path, style_file):
-    src, dst = tmp_path / "in", tmp_path / "out"
-    src.mkdir()
-    for i in range(4):
-        Image.fromarray(pattern(64, 48, seed=i)).save(src / f"p{i}.png")
+@pytest.mark.slow
+def test_kill_midway_then_resume(folders, style_file):
+    src, dst = folders
+    photos(src, 4)
     # The kill lands within ~50 ms of the first output; the three other images take far longer.
     slow = ["--size", "32", "--iterations", "12", "--scales", "1", "--device", "cpu", "--quiet"]
-    proc = subprocess.Popen(command(src, style_file, dst, *slow), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=ENV)
+    proc = start("stylize-images", src, style_file, dst, *slow)
     try:
         deadline = time.monotonic() + 300  # a safety net for a hung job, not a speed requirement
         while not (dst.exists() and tree_outputs(dst)):

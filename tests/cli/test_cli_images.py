@@ -1,30 +1,26 @@
-"""End-to-end: the installed console script, as a user runs it."""
-
-import os
-import subprocess
-import sys
-from pathlib import Path
+"""`stylize-images INPUT STYLE OUTPUT` on one image: the installed console script once, end to end, as a
+user runs it; the other cases run the same app in this process (tests/cli/conftest.py)."""
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from cli.images import app
+from tests.cli.conftest import invoke, one_error_line, script
 from tests.conftest import pattern
-
-BIN = Path(sys.executable).parent
-
-
-def run(*args, cwd=None):
-    return subprocess.run([str(BIN / "stylize-images"), *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, "COLUMNS": "120"})
-
 
 FAST = ["--size", "64", "--iterations", "4", "--scales", "1", "--device", "cpu", "--quiet"]
 
 
+def run(*args):
+    return invoke(app, *args)
+
+
+@pytest.mark.slow
 def test_single_image_end_to_end(tmp_path, content_file, style_file):
     out = tmp_path / "out.png"
     before = content_file.read_bytes()
-    proc = run(content_file, style_file, out, *FAST[:-1])
+    proc = script("stylize-images", content_file, style_file, out, *FAST[:-1])
     assert proc.returncode == 0, proc.stderr
     assert "Wrote" in proc.stderr and "s/iteration" in proc.stderr
     img = Image.open(out)
@@ -38,9 +34,7 @@ def test_single_image_end_to_end(tmp_path, content_file, style_file):
 def test_existing_output_needs_overwrite(tmp_path, content_file, style_file):
     out = tmp_path / "out.png"
     out.write_bytes(b"precious")
-    proc = run(content_file, style_file, out, *FAST)
-    assert proc.returncode != 0
-    assert "already exists" in proc.stderr and "--overwrite" in proc.stderr
+    one_error_line(run(content_file, style_file, out, *FAST), "already exists", "--overwrite")
     assert out.read_bytes() == b"precious"
     proc = run(content_file, style_file, out, *FAST, "--overwrite")
     assert proc.returncode == 0, proc.stderr
@@ -62,37 +56,28 @@ def test_size_full_keeps_the_photos_own_size_in_tiles(tmp_path, style_file):
                "--device", "cpu", "--quiet")
     assert proc.returncode == 0, proc.stderr
     assert Image.open(out).size == (90, 70)
-    assert "--size" in one_error_line(run(photo, style_file, out, "--size", "huge", "--overwrite"))
-    assert "--tile" in one_error_line(run(photo, style_file, out, "--tile", "8", "--overwrite"))
-
-
-def one_error_line(proc):
-    lines = proc.stderr.splitlines()  # blank lines count: an empty line above the error is a defect too
-    assert proc.returncode != 0
-    assert "Traceback" not in proc.stderr
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
+    one_error_line(run(photo, style_file, out, "--size", "huge", "--overwrite"), "--size")
+    one_error_line(run(photo, style_file, out, "--tile", "8", "--overwrite"), "--tile")
 
 
 def test_bad_inputs_get_one_clear_line(tmp_path, content_file, style_file):
     out = tmp_path / "o.png"
-    assert "no such file" in one_error_line(run(tmp_path / "missing.jpg", style_file, out, *FAST))
+    one_error_line(run(tmp_path / "missing.jpg", style_file, out, *FAST), "no such file")
     # Not --quiet, and neither name has a type: the missing input is what gets named.
-    loud = run(tmp_path / "missing", style_file, tmp_path / "o", "--device", "cpu")
-    assert "missing: no such file" in one_error_line(loud)
+    one_error_line(run(tmp_path / "missing", style_file, tmp_path / "o", "--device", "cpu"), "missing: no such file")
     fake = tmp_path / "fake.jpg"
     fake.write_text("hello, not an image")
-    assert "not an image" in one_error_line(run(fake, style_file, out, *FAST))
-    assert "style image not found" in one_error_line(run(content_file, tmp_path / "nostyle.jpg", out, *FAST))
-    assert "not an image" in one_error_line(run(content_file, fake, out, *FAST))
+    one_error_line(run(fake, style_file, out, *FAST), "not an image")
+    one_error_line(run(content_file, tmp_path / "nostyle.jpg", out, *FAST), "style image not found")
+    one_error_line(run(content_file, fake, out, *FAST), "not an image")
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
-    assert "empty file" in one_error_line(run(empty, style_file, out, *FAST))
+    one_error_line(run(empty, style_file, out, *FAST), "empty file")
     tiny = tmp_path / "tiny.png"
     Image.new("RGB", (40, 8)).save(tiny)
-    assert "too small" in one_error_line(run(tiny, style_file, out, *FAST))
-    assert "--optimizer" in one_error_line(run(content_file, style_file, out, *FAST, "--optimizer", "sgd"))
-    assert "unknown output image type" in one_error_line(run(content_file, style_file, tmp_path / "o.xyz", *FAST))
+    one_error_line(run(tiny, style_file, out, *FAST), "too small")
+    one_error_line(run(content_file, style_file, out, *FAST, "--optimizer", "sgd"), "--optimizer")
+    one_error_line(run(content_file, style_file, tmp_path / "o.xyz", *FAST), "unknown output image type")
     assert not out.exists()
 
 
@@ -100,3 +85,11 @@ def test_help_shows_defaults():
     proc = run("--help")
     assert proc.returncode == 0
     assert "--style-weight" in proc.stdout and "default: 512" in proc.stdout
+
+
+@pytest.mark.slow
+def test_a_run_in_this_process_reads_like_the_installed_scripts_own(tmp_path, style_file):
+    """What the in-process runs of these tests see is what a user's terminal shows, to the character."""
+    for args in (["--help"], [tmp_path / "missing.jpg", style_file, tmp_path / "o.png"]):
+        here, real = run(*args), script("stylize-images", *args)
+        assert (here.returncode, here.stdout, here.stderr) == (real.returncode, real.stdout, real.stderr)

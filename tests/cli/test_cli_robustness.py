@@ -1,5 +1,6 @@
-"""What real nights bring, through the installed scripts in their own processes: a second copy of the
-job, kill -9, SIGTERM, SIGHUP, and style images that cannot be used (docs/robustness.md)."""
+"""What real nights bring (docs/robustness.md): a second copy of the job, kill -9, SIGTERM, SIGHUP, each
+against the installed script in its own process; the run that follows (refused, or resuming) and style
+images that cannot be used, through the same app in this process (tests/cli/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from io import BytesIO
 from pathlib import Path
@@ -15,39 +15,22 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from cli.images import app as images_app
+from cli.video import app as video_app
 from pipeline.jobs.lock import LOCK_NAME
 from pipeline.jobs.video import JobFolder
-from tests.cli.test_cli_folder import ENV, tree_outputs
-from tests.cli.test_cli_video import one_error_line
-from tests.conftest import pattern, stripes
+from tests.cli.conftest import invoke, one_error_line, start
+from tests.cli.test_cli_folder import tree_outputs
+from tests.conftest import photos, stripes
 from tests.media.test_video import make_video
 
-BIN = Path(sys.executable).parent
-# Slow enough per image that a signal lands mid-job, quick enough for the suite.
-# About 2 s of stylizing per photo: a job must outlast a second process's start-up (3-4 s: importing torch)
-# and a signal's delivery, or the tests race it (with bf16 on CPU, 12 iterations took ~0.3 s a photo).
-SLOW_IMAGES = ["--size", "32", "--iterations", "100", "--scales", "1", "--device", "cpu", "--quiet"]
+# Slow enough per image that a signal lands mid-job, quick enough for the suite: 50 iterations at 32 px
+# took 2.9 s a photo on 2 shared cores (half of 100 iterations' time), so the three photos left after the
+# first output outlast the test's 50 ms polling and a signal's delivery many times over. The second run
+# and the reruns are in this process: the job no longer has to outlast a new process's 3-4 s start-up.
+SLOW_IMAGES = ["--size", "32", "--iterations", "50", "--scales", "1", "--device", "cpu", "--quiet"]
 SLOW_VIDEO = ["--size", "32", "--first-iterations", "4", "--iterations", "6", "--scales", "1", "--device", "cpu",
               "--init", "previous", "--preset", "ultrafast", "--quiet"]
-
-
-def photos(folder: Path, n: int = 4) -> Path:
-    folder.mkdir()
-    for i in range(n):
-        Image.fromarray(pattern(64, 48, seed=i)).save(folder / f"p{i}.png")
-    return folder
-
-
-def _as_in_a_terminal() -> None:
-    # A suite started under `nohup` passes an ignored SIGHUP on to its children, and the CLI rightly
-    # keeps an ignored signal ignored: start the job as from a plain terminal.
-    for signum in (signal.SIGHUP, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_DFL)
-
-
-def start(script: str, *args) -> subprocess.Popen:
-    return subprocess.Popen([str(BIN / script), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=ENV, preexec_fn=_as_in_a_terminal)
 
 
 def wait_for(condition, proc: subprocess.Popen, what: str) -> None:
@@ -63,14 +46,15 @@ def finish(proc: subprocess.Popen) -> tuple[int, str]:
     return proc.returncode, err
 
 
-def test_a_second_run_is_refused_then_kill_9_never_blocks_the_next(tmp_path, style_file):
-    src, dst = photos(tmp_path / "in"), tmp_path / "out"
+@pytest.mark.slow
+def test_a_second_run_is_refused_then_kill_9_never_blocks_the_next(folders, style_file):
+    src, dst = folders
+    photos(src)
     first = start("stylize-images", src, style_file, dst, *SLOW_IMAGES)
     try:
         wait_for(lambda: '"pid"' in ((dst / LOCK_NAME).read_text() if (dst / LOCK_NAME).exists() else ""),
                  first, "lock")
-        second = subprocess.run([str(BIN / "stylize-images"), src, style_file, dst, *SLOW_IMAGES],
-                                capture_output=True, text=True, env=ENV)
+        second = invoke(images_app, src, style_file, dst, *SLOW_IMAGES)  # this process: not the lock's holder
         one_error_line(second, str(dst), "another stylize job is writing here", f"pid {first.pid} on host ")
         assert second.returncode == 1
         wait_for(lambda: tree_outputs(dst), first, "output")
@@ -78,15 +62,16 @@ def test_a_second_run_is_refused_then_kill_9_never_blocks_the_next(tmp_path, sty
         first.send_signal(signal.SIGKILL)  # like a power cut: the lock file stays, the lock does not
         first.wait()
     assert (dst / LOCK_NAME).exists()
-    rerun = subprocess.run([str(BIN / "stylize-images"), src, style_file, dst, *SLOW_IMAGES],
-                           capture_output=True, text=True, env=ENV)
+    rerun = invoke(images_app, src, style_file, dst, *SLOW_IMAGES)
     assert rerun.returncode == 0, rerun.stderr
     assert set(tree_outputs(dst)) == {f"p{i}.png" for i in range(4)}
     assert not (dst / LOCK_NAME).exists()
 
 
-def test_sigterm_stops_a_folder_job_keeping_its_work_and_the_report(tmp_path, style_file):
-    src, dst, report = photos(tmp_path / "in"), tmp_path / "out", tmp_path / "report.json"
+@pytest.mark.slow
+def test_sigterm_stops_a_folder_job_keeping_its_work_and_the_report(tmp_path, folders, style_file):
+    (src, dst), report = folders, tmp_path / "report.json"
+    photos(src)
     proc = start("stylize-images", src, style_file, dst, *SLOW_IMAGES, "--report", report)
     wait_for(lambda: dst.exists() and tree_outputs(dst), proc, "output")
     proc.send_signal(signal.SIGTERM)
@@ -101,14 +86,14 @@ def test_sigterm_stops_a_folder_job_keeping_its_work_and_the_report(tmp_path, st
     assert sorted(k for k, v in statuses.items() if v == "done") == sorted(done)
     assert set(statuses.values()) <= {"done", "pending"}
 
-    rerun = subprocess.run([str(BIN / "stylize-images"), src, style_file, dst, *SLOW_IMAGES],
-                           capture_output=True, text=True, env=ENV)
+    rerun = invoke(images_app, src, style_file, dst, *SLOW_IMAGES)
     assert rerun.returncode == 0, rerun.stderr
     after = tree_outputs(dst)
     assert set(after) == {f"p{i}.png" for i in range(4)}
     assert all(after[rel] == mtime for rel, mtime in done.items())  # finished work was not redone
 
 
+@pytest.mark.slow
 def test_sighup_stops_a_video_job_and_the_same_command_resumes(tmp_path, style_file):
     src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
     make_video(src, frames=10)
@@ -123,8 +108,7 @@ def test_sighup_stops_a_video_job_and_the_same_command_resumes(tmp_path, style_f
     assert 1 <= kept < 10 and not out.exists() and not list(folder.path.rglob("*.part"))
     assert not (folder.path / "output.mp4").exists()  # the half-encoded file is gone, the frames stay
 
-    rerun = subprocess.run([str(BIN / "stylize-video"), src, style_file, out, *SLOW_VIDEO[:-1]],
-                           capture_output=True, text=True, env=ENV)
+    rerun = invoke(video_app, src, style_file, out, *SLOW_VIDEO[:-1])
     assert rerun.returncode == 0, rerun.stderr
     assert f"10 frames ({kept} from an earlier run)" in rerun.stderr
     assert out.is_file() and not folder.path.exists()
@@ -144,17 +128,8 @@ BAD_STYLES = {
 }
 
 
-def run_here(app, *args) -> subprocess.CompletedProcess:
-    from typer.testing import CliRunner
-
-    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, [str(a) for a in args])
-    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
-
-
 @pytest.mark.parametrize("case", sorted(BAD_STYLES))
 def test_a_bad_style_is_one_line_before_any_work(tmp_path, case, style_file, monkeypatch):
-    from cli.images import app as images_app
-    from cli.video import app as video_app
     from pipeline.media import video
 
     name, make, fragments = BAD_STYLES[case]
@@ -164,21 +139,18 @@ def test_a_bad_style_is_one_line_before_any_work(tmp_path, case, style_file, mon
     make_video(clip, frames=2)
     # Nothing may be read before the style is checked: the video is not even probed.
     monkeypatch.setattr(video, "probe", lambda *a, **k: pytest.fail("the video was read first"))
-    one_error_line(run_here(images_app, src, style, tmp_path / "out", "--size", "32"), *fragments)
-    one_error_line(run_here(video_app, clip, style, tmp_path / "out.mp4", "--size", "32"), *fragments)
-    one_error_line(run_here(images_app, src / "p0.png", style, tmp_path / "one.png", "--size", "32"), *fragments)
+    one_error_line(invoke(images_app, src, style, tmp_path / "out", "--size", "32"), *fragments)
+    one_error_line(invoke(video_app, clip, style, tmp_path / "out.mp4", "--size", "32"), *fragments)
+    one_error_line(invoke(images_app, src / "p0.png", style, tmp_path / "one.png", "--size", "32"), *fragments)
     assert not (tmp_path / "out").exists() and not (tmp_path / "one.png").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["in", "in.mp4", "style.png", name])
 
 
 def test_a_blend_that_does_not_match_the_styles_is_one_line(tmp_path, style_file, style_file2):
-    from cli.images import app as images_app
-    from cli.video import app as video_app
-
     src, clip = photos(tmp_path / "in", 1), tmp_path / "in.mp4"
     make_video(clip, frames=2)
     for app, source, out in ((images_app, src, "out"), (video_app, clip, "out.mp4")):
-        proc = run_here(app, source, style_file, tmp_path / out, "--add-style", style_file2, "--style-blend", "1,2,3")
+        proc = invoke(app, source, style_file, tmp_path / out, "--add-style", style_file2, "--style-blend", "1,2,3")
         one_error_line(proc, "--style-blend has 3 weights for 2 style images")
         assert proc.returncode == 2
     assert not (tmp_path / "out").exists() and not (tmp_path / "out.mp4").exists()

@@ -1,47 +1,31 @@
-"""End-to-end: the installed `stylize-video` script, as a user runs it (real VGG19, tiny clips)."""
+"""`stylize-video` as a user runs it (real VGG19, tiny clips): the installed console script in its own
+process end to end and for --quiet (the whole process's stderr must stay empty), the same app in this
+process for the rest (tests/cli/conftest.py)."""
 
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import av
 import pytest
 
+from cli.video import app
+from tests.cli.conftest import invoke, one_error_line, script
 from tests.media.test_video import audio_seconds, frame_times, make_video
 
-BIN = Path(sys.executable).parent
 FAST = ["--size", "32", "--first-iterations", "2", "--iterations", "1", "--scales", "1", "--device", "cpu",
         "--preset", "ultrafast"]
 
 
 def run(*args):
     """The installed script in its own process, exactly as a user runs it."""
-    return subprocess.run([str(BIN / "stylize-video"), *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "120"})
+    return script("stylize-video", *args)
 
 
 def run_here(*args):
-    """The same app in this process: quick for runs that fail before the network is loaded."""
-    from typer.testing import CliRunner
-
-    from cli.video import app
-
-    result = CliRunner(env={"COLUMNS": "120"}).invoke(app, [str(a) for a in args])
-    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, result.stderr)
+    """The same app in this process: no 3-4 s of start-up (tests/cli/conftest.py)."""
+    return invoke(app, *args)
 
 
-def one_error_line(proc, *fragments):
-    lines = proc.stderr.splitlines()  # blank lines count: an empty line above the error is a defect too
-    assert proc.returncode not in (0, None)
-    assert "Traceback" not in proc.stderr
-    assert len(lines) == 1, proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
+@pytest.mark.slow
 def test_video_end_to_end_keeps_timing_sound_and_input(tmp_path, style_file):
     src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
     times = make_video(src, width=49, height=33, frames=4, vfr=True)  # odd size, variable rate
@@ -69,6 +53,7 @@ def test_report_drift_prints_the_drift_beside_its_floor(tmp_path, style_file):
     assert report.exists() and report.with_suffix(".png").exists()
 
 
+@pytest.mark.slow
 def test_quiet_range_and_overwrite(tmp_path, style_file):
     src, out = tmp_path / "in.mp4", tmp_path / "out.mkv"
     make_video(src, frames=10)

@@ -19,6 +19,7 @@ def make(features, styles=((STYLE_A, 1.0),), **cfg):
     return Stylizer(list(styles), StyleConfig(size=64, **cfg), features=features)
 
 
+@pytest.mark.slow
 def test_optimisation_lowers_the_total_loss(features):
     stylizer = make(features, iterations=20)
     seen = []
@@ -29,6 +30,7 @@ def test_optimisation_lowers_the_total_loss(features):
     assert 0 <= result.image.min() and result.image.max() <= 1
 
 
+@pytest.mark.slow
 def test_measure_gives_each_images_losses_on_the_optimisations_scale(features):
     # Adam in fp32: every step is clamped to valid colours, so the image returned is one small step
     # from the one whose loss was reported last. L-BFGS would not do: it lets pixels leave [0, 1]
@@ -49,6 +51,7 @@ def test_measure_gives_each_images_losses_on_the_optimisations_scale(features):
 
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
+@pytest.mark.slow
 def test_iterations_count_network_evaluations(features, optimizer):
     stylizer = make(features, iterations=7, optimizer=optimizer, scales=2)
     calls = []
@@ -57,6 +60,7 @@ def test_iterations_count_network_evaluations(features, optimizer):
     assert calls == [(i, 7) for i in range(1, 8)]
 
 
+@pytest.mark.slow
 def test_adam_lowers_the_loss(features):
     seen = []
     make(features, iterations=15, optimizer="adam").stylize(
@@ -64,6 +68,7 @@ def test_adam_lowers_the_loss(features):
     assert seen[-1] < seen[0]
 
 
+@pytest.mark.slow
 def test_blend_with_weights_one_zero_equals_single_style(features):
     single = make(features, styles=[(STYLE_A, 1.0)])
     blend = make(features, styles=[(STYLE_A, 1.0), (STYLE_B, 0.0)])
@@ -75,6 +80,7 @@ def test_blend_with_weights_one_zero_equals_single_style(features):
     assert not torch.allclose(mixed.style.grams(64)[0], single.style.grams(64)[0])
 
 
+@pytest.mark.slow
 def test_style_grams_are_computed_once_per_scale(features):
     stylizer = make(features, iterations=4, scales=2)
     content = from_uint8(pattern(160, 128))
@@ -83,6 +89,7 @@ def test_style_grams_are_computed_once_per_scale(features):
     assert stylizer.style.computations == 2  # one per scale of the schedule, not per image
 
 
+@pytest.mark.slow
 def test_noise_init_is_reproducible_with_a_seed(features):
     a = make(features, init="noise", seed=3, iterations=3).stylize(CONTENT).image
     b = make(features, init="noise", seed=3, iterations=3).stylize(CONTENT).image
@@ -91,6 +98,7 @@ def test_noise_init_is_reproducible_with_a_seed(features):
     assert not torch.equal(a, c)
 
 
+@pytest.mark.slow
 def test_style_weight_sets_how_strong_the_style_is(features):
     weak = make(features, style_weight=0.1, iterations=15).stylize(CONTENT)
     strong = make(features, style_weight=30.0, iterations=15).stylize(CONTENT)
@@ -98,6 +106,7 @@ def test_style_weight_sets_how_strong_the_style_is(features):
     assert strong.losses["content"] > weak.losses["content"]
 
 
+@pytest.mark.slow
 def test_temporal_term_pulls_towards_the_warped_frame(features):
     target = from_uint8(pattern(64, 48, seed=5))
     mask = torch.ones(1, 1, 48, 64)
@@ -116,6 +125,7 @@ def test_preserve_colors_keeps_content_chroma(features):
     assert torch.allclose(preserve_colors(CONTENT, CONTENT), CONTENT, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_batch_matches_images_one_by_one_in_shape_and_loss(features):
     stylizer = make(features, iterations=5)
     batch = torch.cat([CONTENT, from_uint8(pattern(64, 48, seed=9))])
@@ -140,6 +150,7 @@ def test_scale_schedule_spends_most_at_low_resolution():
 
 
 @pytest.mark.parametrize("scales", [1, 2])
+@pytest.mark.slow
 def test_the_content_and_init_given_are_left_as_they_were(features, scales):
     # Each level optimises its own start in place (no copy kept beside it): never the caller's tensors.
     content, init = CONTENT.clone(), from_uint8(pattern(64, 48, seed=3))

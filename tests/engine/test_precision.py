@@ -38,10 +38,12 @@ def _bf16_against_fp32(features, device: str, fast: str) -> None:
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.slow
 def test_bf16_reaches_the_fp32_loss(features, device):
     _bf16_against_fp32(features, device, "bf16")
 
 
+@pytest.mark.slow
 def test_default_cpu_path_reaches_the_fp32_loss(features, monkeypatch):
     """--precision auto on a CPU that computes bf16 natively (as the one the defaults were measured
     on): the very path users get by default. Detection is forced on, so that a CI machine without

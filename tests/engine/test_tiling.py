@@ -82,6 +82,7 @@ def _evaluate(net, targets, x0, plan, temporal):
     (256, 192, (None, 16), 1),  # only the deep stage tiled
     (256, 192, (64, 12), 1),
 ])
+@pytest.mark.slow
 def test_tiled_loss_and_gradient_equal_the_untiled_ones_in_fp32(features, height, width, plan, batch):
     """48-64 px tiles of the first stage, 48-64 px (12-16 units) of the second, with the halos the stages chose."""
     net, targets, x0, temporal = _setup(features, torch.float32, height, width, batch)
@@ -94,6 +95,7 @@ def test_tiled_loss_and_gradient_equal_the_untiled_ones_in_fp32(features, height
     assert untiled_grad.abs().max() > 0
 
 
+@pytest.mark.slow
 def test_tiled_statistics_equal_the_untiled_ones(features):
     net, _, x0, _ = _setup(features, torch.float32, 150, 203, batch=1)
     grams, maps = feature_statistics(net, x0, torch.float32, keep=(CONTENT_LAYER,))
@@ -108,6 +110,7 @@ STYLE = from_uint8(stripes(96, 96))
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.slow
 def test_a_short_stylization_tiled_looks_like_the_untiled_one(features, precision):
     """Rounding differs between the two, and L-BFGS amplifies it step by step: in bf16 with the
     defaults at 128x96, 6 steps drift 0.7/255 apart while the picture changes by 20/255, 8 steps
@@ -149,6 +152,7 @@ def test_estimates_grow_with_the_image_and_the_batch(features):
     assert memory.plan_bytes(net, 1, 2048, 2048, tiled) < memory.plan_bytes(net, 1, 2048, 2048, None) / 2
 
 
+@pytest.mark.slow
 def test_an_evaluation_out_of_memory_goes_on_in_smaller_tiles_and_says_so_once(features, monkeypatch):
     """Only tiles of at most 64 px fit: the stylizer steps down to them and finishes the image."""
     real = optimize.evaluate

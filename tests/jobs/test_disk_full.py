@@ -18,7 +18,7 @@ from pipeline.jobs.video import stylize_video
 from pipeline.jobs.video_resume import JobFolder
 from pipeline.jobs.write_errors import output_write_error, refused_write
 from pipeline.scale.local import LocalExecutor
-from tests.conftest import PAGE, pattern
+from tests.conftest import PAGE, pattern, photos
 from tests.jobs.test_folder import FakeStylizer
 from tests.jobs.test_folder import job as folder_job  # noqa: F401  (the folder tests' job fixture)
 from tests.jobs.test_video_job import FAST, PREVIOUS, EchoStylizer, decoded
@@ -39,10 +39,7 @@ def pages(n_bytes: int) -> int:
 
 
 def test_folder_job_stops_on_a_full_disk_and_the_rerun_completes(tmp_path, small_disk, folder_job):  # noqa: F811
-    src = tmp_path / "in"
-    src.mkdir()
-    for i in range(6):
-        Image.fromarray(pattern(64, 48, seed=i)).save(src / f"p{i}.png")
+    src = photos(tmp_path / "in", 6)
     reference = tmp_path / "reference"
     stylize_folder(src, reference, folder_job, executor=LocalExecutor(FakeStylizer()))
     sizes = sorted(pages(p.stat().st_size) for p in reference.glob("*.png"))

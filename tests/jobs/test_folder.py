@@ -19,7 +19,7 @@ from pipeline.errors import ConfigError, DeviceMemoryError, InputError
 from pipeline.jobs.folder import stylize_folder
 from pipeline.jobs.folder_plan import MANIFEST_NAME, OptionsChangedError, plan_folder
 from pipeline.scale.local import LocalExecutor
-from tests.conftest import pattern
+from tests.conftest import pattern, photos
 
 SIZE = 32
 
@@ -120,6 +120,7 @@ def outputs(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p.name != MANIFEST_NAME}
 
 
+@pytest.mark.slow
 def test_photo_tree_end_to_end(tmp_path, job, stylizer):
     src = make_photo_tree(tmp_path / "photos")
     dst = tmp_path / "styled"
@@ -157,9 +158,9 @@ def test_photo_tree_end_to_end(tmp_path, job, stylizer):
     assert by_input["notes.txt"]["status"] == "ignored"
 
 
-def test_size_full_keeps_each_photos_own_size(tmp_path, job):
-    src, dst = tmp_path / "in", tmp_path / "out"
-    (src / "sub").mkdir(parents=True)
+def test_size_full_keeps_each_photos_own_size(tmp_path, folders, job):
+    src, dst = folders
+    (src / "sub").mkdir()
     Image.fromarray(pattern(64, 48)).save(src / "wide.jpg", quality=95)
     Image.fromarray(pattern(48, 90, seed=1)).save(src / "sub" / "tall.png")
     full = JobConfig(job.styles, job.style.replace(size="full"), job.engine)
@@ -173,11 +174,9 @@ def test_size_full_keeps_each_photos_own_size(tmp_path, job):
     assert Image.open(tmp_path / "small" / "sub" / "tall.png").size == (17, 32)
 
 
-def test_interrupted_run_resumes_without_redoing_or_half_files(tmp_path, job, monkeypatch):
-    src, dst = tmp_path / "in", tmp_path / "out"
-    src.mkdir()
-    for i in range(4):
-        Image.fromarray(pattern(64, 48, seed=i)).save(src / f"p{i}.png")
+def test_interrupted_run_resumes_without_redoing_or_half_files(tmp_path, folders, job, monkeypatch):
+    src, dst = folders
+    photos(src, 4)
     real_save = Image.Image.save
     saves = []
 
@@ -209,9 +208,8 @@ def test_interrupted_run_resumes_without_redoing_or_half_files(tmp_path, job, mo
     assert started[0].total == 4 and started[0].done == 1
 
 
-def test_stale_temporary_files_are_cleaned(tmp_path, job):
-    src, dst = tmp_path / "in", tmp_path / "out"
-    src.mkdir()
+def test_stale_temporary_files_are_cleaned(folders, job):
+    src, dst = folders
     Image.fromarray(pattern(64, 48)).save(src / "p.png")
     (dst / "sub").mkdir(parents=True)
     (dst / "sub" / ".p.png.abc123.part").write_bytes(b"half")  # what a `kill -9` leaves
@@ -220,11 +218,9 @@ def test_stale_temporary_files_are_cleaned(tmp_path, job):
     assert any(isinstance(e, ev.Notice) and "half-written" in e.message for e in events)
 
 
-def test_changed_options_are_refused_then_overwritten(tmp_path, job):
-    src, dst = tmp_path / "in", tmp_path / "out"
-    src.mkdir()
-    for i in range(3):
-        Image.fromarray(pattern(64, 48, seed=i)).save(src / f"p{i}.png")
+def test_changed_options_are_refused_then_overwritten(folders, job):
+    src, dst = folders
+    photos(src, 3)
     run_folder(src, dst, job, FakeStylizer())
     changed = JobConfig(job.styles, job.style.replace(style_weight=10.0), job.engine)
     with pytest.raises(OptionsChangedError, match=r"style\.style_weight.*overwrite"):
@@ -261,9 +257,8 @@ def test_results_from_another_input_folder_are_not_taken_as_done(tmp_path, job, 
     assert summary.skipped == 1 and summary.done == 0
 
 
-def test_foreign_files_without_manifest_are_refused(tmp_path, job):
-    src, dst = tmp_path / "in", tmp_path / "out"
-    src.mkdir()
+def test_foreign_files_without_manifest_are_refused(folders, job):
+    src, dst = folders
     dst.mkdir()
     Image.fromarray(pattern(64, 48)).save(src / "p.png")
     (dst / "p.png").write_bytes(b"somebody's file")
@@ -283,9 +278,8 @@ def test_overlapping_folders_are_refused(tmp_path, job, layout):
     assert sorted(p.name for p in src.iterdir()) == ["p.png"]
 
 
-def test_batches_group_equal_working_sizes(tmp_path, job):
-    src, dst = tmp_path / "in", tmp_path / "out"
-    src.mkdir()
+def test_batches_group_equal_working_sizes(folders, job):
+    src, dst = folders
     for i in range(5):
         Image.fromarray(pattern(64, 48, seed=i)).save(src / f"land{i}.png")
     Image.fromarray(pattern(48, 64)).save(src / "portrait.png")
@@ -299,11 +293,9 @@ def test_batches_group_equal_working_sizes(tmp_path, job):
         assert np.abs(out - (255 - src_small)).mean() < 8
 
 
-def test_unexpected_errors_propagate_and_threads_stop(tmp_path, job):
-    src, dst = tmp_path / "in", tmp_path / "out"
-    src.mkdir()
-    for i in range(8):  # more than the read-ahead queue holds: the reader is blocked on put
-        Image.fromarray(pattern(64, 48, seed=i)).save(src / f"p{i}.png")
+def test_unexpected_errors_propagate_and_threads_stop(folders, job):
+    src, dst = folders
+    photos(src, 8)  # more than the read-ahead queue holds: the reader is blocked on put
     with pytest.raises(RuntimeError, match="a bug"):
         run_folder(src, dst, job, FakeStylizer(fail_with=RuntimeError("a bug")))
     assert threading.active_count() == 1
@@ -348,11 +340,10 @@ def test_auto_batch_size_per_device_and_size():
     assert resolve_batch_size(3, cpu, 256) == 3
 
 
-def test_a_decoder_crash_fails_only_that_file(tmp_path, job, monkeypatch):
+def test_a_decoder_crash_fails_only_that_file(folders, job, monkeypatch):
     from PIL import ImageFile
 
-    src, dst = tmp_path / "in", tmp_path / "out"
-    src.mkdir()
+    src, dst = folders
     for name in ("good.png", "weird.png"):
         Image.fromarray(pattern(64, 48)).save(src / name)
     real_load = ImageFile.ImageFile.load
@@ -369,9 +360,8 @@ def test_a_decoder_crash_fails_only_that_file(tmp_path, job, monkeypatch):
                                   "error": f"{src / 'weird.png'}: unreadable image (IndexError: tile out of range)"}]
 
 
-def test_animated_gif_first_frame_with_a_warning(tmp_path, job):
-    src, dst = tmp_path / "in", tmp_path / "out"
-    src.mkdir()
+def test_animated_gif_first_frame_with_a_warning(folders, job):
+    src, dst = folders
     frames = [Image.fromarray(pattern(64, 48, seed=i)) for i in range(3)]
     frames[0].save(src / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
     summary, events = run_folder(src, dst, job, FakeStylizer())
@@ -380,9 +370,8 @@ def test_animated_gif_first_frame_with_a_warning(tmp_path, job):
     assert notices == ["anim.gif: animated (3 frames); only the first is stylized"]
 
 
-def test_alpha_dropped_for_jpeg_output_with_one_warning(tmp_path, job):
-    src, dst = tmp_path / "in", tmp_path / "out"
-    src.mkdir()
+def test_alpha_dropped_for_jpeg_output_with_one_warning(folders, job):
+    src, dst = folders
     for i in range(2):
         Image.fromarray(np.dstack([pattern(64, 48, seed=i), alpha_ramp()]), "RGBA").save(src / f"t{i}.png")
     summary, events = run_folder(src, dst, job, FakeStylizer(), config=FolderConfig(format="jpg", quality=80))
@@ -391,9 +380,8 @@ def test_alpha_dropped_for_jpeg_output_with_one_warning(tmp_path, job):
     assert len(notices) == 1 and "alpha channels are dropped" in notices[0]
 
 
-def test_out_of_memory_retries_singly_then_fails_alone(tmp_path, job):
-    src, dst = tmp_path / "in", tmp_path / "out"
-    src.mkdir()
+def test_out_of_memory_retries_singly_then_fails_alone(folders, job):
+    src, dst = folders
     for i in range(2):
         Image.fromarray(pattern(64, 48, seed=i)).save(src / f"small{i}.png")
     Image.fromarray(pattern(48, 64)).save(src / "huge.png")  # stands for the one photo that does not fit
@@ -413,11 +401,9 @@ def test_out_of_memory_retries_singly_then_fails_alone(tmp_path, job):
     assert any(isinstance(e, ev.Notice) and "one image at a time" in e.message for e in events)
 
 
-def test_the_real_stylizers_out_of_memory_reaches_the_batch_retry(tmp_path, job, stylizer, monkeypatch):
-    src, dst = tmp_path / "in", tmp_path / "out"
-    src.mkdir()
-    for i in range(2):
-        Image.fromarray(pattern(64, 48, seed=i)).save(src / f"p{i}.png")
+def test_the_real_stylizers_out_of_memory_reaches_the_batch_retry(folders, job, stylizer, monkeypatch):
+    src, dst = folders
+    photos(src, 2)
     from pipeline.engine import optimize
 
     def tight(net, x, *args, **kwargs):  # a GPU with room for one image, not two, even in tiles

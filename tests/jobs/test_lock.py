@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import multiprocessing
 import os
-import signal
 import socket
-import subprocess
-import sys
+import time
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from pipeline.errors import JobLockedError
 from pipeline.events import Notice
@@ -22,37 +20,39 @@ from pipeline.jobs.lock import LOCK_NAME, job_lock
 from pipeline.jobs.video import stylize_video
 from pipeline.jobs.video_resume import JobFolder
 from pipeline.scale.local import LocalExecutor
-from tests.conftest import pattern
+from tests.conftest import photos
 from tests.jobs.test_folder import FakeStylizer
 from tests.jobs.test_folder import job as folder_job  # noqa: F401  (the fixture, under another name)
 from tests.jobs.test_video_job import QUICK, EchoStylizer
 from tests.media.test_video import make_video
 
-HOLDER = """
-import sys, time
-from pipeline.jobs.lock import job_lock
-with job_lock(sys.argv[1]):
-    print("held", flush=True)
-    time.sleep(120)
-"""
+
+def _holder(folder: Path, held) -> None:
+    with job_lock(folder):
+        held.set()
+        time.sleep(120)
 
 
 @pytest.fixture
 def hold():
-    """Start a real process that takes the lock of a folder and keeps it; yields a starter."""
+    """Start a real process that takes the lock of a folder and keeps it; yields a starter. The process
+    is a fork of this one: another process with its own open file and lock, without the 3-4 s of a new
+    interpreter importing torch (pipeline.events does)."""
+    fork = multiprocessing.get_context("fork")
     procs = []
 
-    def start(folder: Path) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdout=subprocess.PIPE, text=True,
-                                cwd=Path(__file__).parents[2])
+    def start(folder: Path) -> multiprocessing.Process:
+        held = fork.Event()
+        proc = fork.Process(target=_holder, args=(folder, held), daemon=True)
+        proc.start()
         procs.append(proc)
-        assert proc.stdout.readline().strip() == "held"
+        assert held.wait(timeout=60), "the holder did not take the lock"
         return proc
 
     yield start
     for proc in procs:
         proc.kill()
-        proc.wait()
+        proc.join()
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -69,8 +69,8 @@ def test_a_second_holder_is_refused_and_named_until_the_first_is_killed(tmp_path
     assert str(folder) in message and f"pid {holder.pid} on host {socket.gethostname()}, started 20" in message
     assert caught.value.holder["pid"] == holder.pid
 
-    holder.send_signal(signal.SIGKILL)  # no clean-up at all: the lock file stays behind
-    holder.wait()
+    holder.kill()  # SIGKILL, no clean-up at all: the lock file stays behind
+    holder.join()
     assert (folder / LOCK_NAME).exists()
     with job_lock(folder) as locked:  # ...and blocks nobody: the OS dropped the lock with its process
         assert locked is True
@@ -99,10 +99,9 @@ def test_a_file_system_without_locks_gets_one_notice_and_the_job_goes_on(tmp_pat
     assert len(events) == 1 and isinstance(events[0], Notice) and "cannot lock" in events[0].message
 
 
-def test_a_second_folder_job_touches_nothing(tmp_path, hold, folder_job):  # noqa: F811
-    src, dst = tmp_path / "in", tmp_path / "out"
-    src.mkdir()
-    Image.fromarray(pattern(64, 48)).save(src / "p.png")
+def test_a_second_folder_job_touches_nothing(tmp_path, folders, hold, folder_job):  # noqa: F811
+    src, dst = folders
+    photos(src, 1)
     hold(dst)
     before = snapshot(dst)
     fake = FakeStylizer()

@@ -194,17 +194,8 @@ def stylize_clip(stylizer, frames, first, mode, iterations):
     return warping_errors(frames, outputs).warping_error, float(np.mean(styles))
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny images gain nothing from a second thread, and on a busy machine two threads that wait on
-    each other made this test over ten times slower (measured: 2 s vs 0.15 s per evaluation)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_warped_init_is_steadier_than_independent_frames(features, one_thread):
+@pytest.mark.slow
+def test_warped_init_is_steadier_than_independent_frames(features):
     stylizer = Stylizer([(from_uint8(stripes(64, 64)), 1.0)], StyleConfig(size=64, iterations=12, scales=1),
                         features=features)
     frames = pan_clip()

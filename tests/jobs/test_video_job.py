@@ -265,6 +265,7 @@ stylize_video({src!r}, {out!r}, job, QUICK, executor=LocalExecutor(Slow()))
 """
 
 
+@pytest.mark.slow
 def test_sigkill_partway_then_rerun_completes(tmp_path, job, style_file):
     src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
     make_video(src, frames=20)
@@ -317,7 +318,7 @@ def test_frame_folders_in_and_out(tmp_path, job):
 
 def make_pan(path: Path, frames: int, width: int = 64, height: int = 48) -> None:
     """A camera pan: one smooth picture moving 2 px left per frame (lossless, so flow is clean)."""
-    from conftest import pattern
+    from tests.conftest import pattern
 
     scene = pattern(width + 2 * frames, height, seed=3)
     with av.open(str(path), "w") as container:

@@ -119,6 +119,7 @@ names = st.builds(
 @given(st.lists(st.tuples(st.sampled_from(["", "sub/", "Sub/", ".hidden/", "a b/"]), names), max_size=12),
        st.sampled_from(["same", "jpg", "png"]))
 @example([("sub/", "0.jpg"), ("sub/", "0.JPG")], "same")  # found by the fuzzer: one output on a case-blind drive
+@pytest.mark.slow
 def test_the_planner_maps_every_name_to_one_output_inside_the_output_folder(files, fmt):
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp, "in"), Path(tmp, "out")

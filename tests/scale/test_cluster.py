@@ -60,6 +60,7 @@ def test_shared_folder_check_names_what_a_worker_cannot_see(tmp_path):
     assert "output folder" in shared_paths_problem(shared, out / "missing.part", "token")
 
 
+@pytest.mark.slow
 def test_without_workers_ray_is_never_imported(tmp_path):
     """The one-process path (library and CLI) runs a folder without loading Ray."""
     (tmp_path / "in").mkdir()

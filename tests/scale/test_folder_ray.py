@@ -26,6 +26,8 @@ from tests.conftest import pattern, stripes
 ray = pytest.importorskip("ray", reason="the scale-out tests need the ray extra (make test installs it)")
 from pipeline.scale.ray_pool import RayExecutor  # noqa: E402  (needs Ray)
 
+pytestmark = pytest.mark.slow  # a Ray cluster and real stylizing (make test-fast leaves these out)
+
 # Enough images that when the first is done each worker still has another one in flight (the pool
 # keeps two per worker while more wait than there are workers): the kill test needs that.
 GOOD = [f"p{i}.png" if i % 2 else f"sub/p{i}.jpg" for i in range(9)]
@@ -34,13 +36,6 @@ ONE_THREAD = ScaleConfig(workers=2, threads=1)
 
 def workers(scale: ScaleConfig = ONE_THREAD) -> RayExecutor:
     return RayExecutor(scale)
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

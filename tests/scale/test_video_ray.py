@@ -39,18 +39,13 @@ from tests.media.test_video import audio_seconds, frame_times, two_shot_video
 ray = pytest.importorskip("ray", reason="the scale-out tests need the ray extra (make test installs it)")
 from pipeline.scale.ray_pool import RayExecutor  # noqa: E402  (needs Ray)
 
+pytestmark = pytest.mark.slow  # a Ray cluster and real stylizing (make test-fast leaves these out)
+
 CHUNKS = {"max_chunk": 3, "overlap": 1}
 LOSSLESS = EncodeConfig(codec="ffv1")
 VIDEO = VideoConfig(iterations=3)
 LONG_TERM = TemporalConfig(long_term=2)
 SETTINGS = VideoJobConfig(video=VIDEO, encode=LOSSLESS, temporal=LONG_TERM)
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
