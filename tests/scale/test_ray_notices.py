@@ -31,15 +31,16 @@ from pipeline.scale.ray_pool import RayExecutor  # noqa: E402  (needs Ray)
 TILES = "out of memory evaluating 40x30 px; continuing in smaller tiles (64 px)"
 
 
+pytestmark = pytest.mark.slow  # starts a Ray cluster
+
+
 @pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    # The stand-ins below live in this test module, which Ray workers cannot import by name: they
-    # travel by value instead.
+def by_value(local_ray):
+    """The stand-ins below live in this test module, which Ray workers cannot import by name: they
+    travel by value instead."""
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     yield
     ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
-    ray.shutdown()
 
 
 class OutOfMemoryOnce:
@@ -91,7 +92,7 @@ def notices_of(executor, setup, work, units) -> tuple[list, list]:
     return outcomes, [e for e in events if isinstance(e, ev.Notice)]
 
 
-def test_a_workers_notice_reaches_the_driver_once_as_in_one_process(local_ray, items):
+def test_a_workers_notice_reaches_the_driver_once_as_in_one_process(by_value, items):
     """Both workers' stylizers say it (each ran out of memory once); the user hears it once, the
     same Notice that one process gives."""
     work = functools.partial(stylize_images, batch_size=1, read_ahead=1)
@@ -104,7 +105,7 @@ def test_a_workers_notice_reaches_the_driver_once_as_in_one_process(local_ray, i
     assert all(o.value.status == "done" for o in spread)
 
 
-def test_a_notice_after_the_last_result_is_not_lost(local_ray):
+def test_a_notice_after_the_last_result_is_not_lost(by_value):
     outcomes, heard = notices_of(RayExecutor(ScaleConfig(workers=1, threads=1)), OutOfMemoryOnceSetup(),
                                  said_after_its_result, ["a", "b"])
     # One unit per call on workers: each call ends with its own notice, and no result is made up for it.
