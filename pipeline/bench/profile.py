@@ -48,8 +48,8 @@ def profile_evaluation(size: int, threads: int, evaluations: int = 5, engine: En
     stylizer = Stylizer([(style, 1.0)], StyleConfig(), engine)
     net, device = stylizer.features, stylizer.device
     image = resize(content, (size, size)).to(device)
-    _, maps = feature_statistics(net, image, stylizer.gram_dtype, keep=(CONTENT_LAYER,))
-    targets = Targets(maps[CONTENT_LAYER], stylizer.style.grams(size))
+    maps = feature_statistics(net, image, stylizer.gram_dtype, keep=(CONTENT_LAYER,)).maps
+    targets = Targets(content=maps[CONTENT_LAYER], style=stylizer.style.grams(size))
     x = image.clone().requires_grad_(True)
 
     def once():

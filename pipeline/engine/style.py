@@ -62,7 +62,7 @@ class StyleTarget:
             side = max(long_side, math.ceil(self.features.min_size * max(h, w) / min(h, w)))
             x = resize_long_side(image, side).to(device)
             # fp32 products: the targets are computed once, their precision is worth the time.
-            grams, _ = feature_statistics(self.features, x, torch.float32, self.plan_for(1, *x.shape[-2:]))
-            grams = [weight * g for g in grams]
+            stats = feature_statistics(self.features, x, torch.float32, self.plan_for(1, *x.shape[-2:]))
+            grams = [weight * g for g in stats.grams]
             blended = grams if blended is None else [a + b for a, b in zip(blended, grams)]
         return blended
