@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from pipeline.config import CONTENT_LAYER, STYLE_LAYERS, EngineConfig, StyleConfig, StyleImage
 from pipeline.engine import memory
 from pipeline.engine.color import preserve_colors
-from pipeline.engine.device import cpu_has_native_bf16, gram_dtype, network_dtype, resolve_device
+from pipeline.engine.device import gram_dtype, has_native_bf16, network_dtype, resolve_device
 from pipeline.engine.evaluate import (
     FeatureStatistics,
     Plan,
@@ -143,9 +143,9 @@ class Stylizer:
         self.device = resolve_device(engine.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed shapes per job: let cuDNN pick its kernels
-        cpu_bf16 = self.device.type == "cpu" and cpu_has_native_bf16()
-        self.dtype = network_dtype(engine.precision, self.device.type, cpu_bf16)
-        self.gram_dtype = gram_dtype(self.dtype, self.device.type, cpu_bf16)
+        native_bf16 = has_native_bf16(self.device)
+        self.dtype = network_dtype(engine.precision, native_bf16)
+        self.gram_dtype = gram_dtype(self.dtype, self.device.type, native_bf16)
         if features is None:
             features = build_features((*STYLE_LAYERS, CONTENT_LAYER), engine.weights, config.pooling)
         self.features = features.variant(self.device, self.dtype, CHANNELS_LAST)
