@@ -1,5 +1,5 @@
 """Device selection (``auto`` = CUDA when present, else CPU; ``cpu``, ``cuda``, ``cuda:N``) and the
-network's precision on it (``--precision auto``: bf16 where the hardware computes it natively)."""
+network's precision on it (``EngineConfig.precision`` auto: bf16 where the hardware computes it natively)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import platform
 
 import torch
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, setting
+
+DEVICE = setting("EngineConfig.device")  # messages name the setting; the CLI shows its flag
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -17,14 +19,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as exc:
-        raise ConfigError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from exc
+        raise ConfigError(f"{DEVICE} {name!r}: expected auto, cpu, cuda or cuda:N") from exc
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name}: no CUDA GPU is available here (use --device cpu or auto)")
+            raise ConfigError(f"{DEVICE} {name}: no CUDA GPU is available here (use {DEVICE} cpu or auto)")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
+            raise ConfigError(f"{DEVICE} {name}: only {torch.cuda.device_count()} CUDA device(s) present")
     elif device.type != "cpu":
-        raise ConfigError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
+        raise ConfigError(f"{DEVICE} {name!r}: expected auto, cpu, cuda or cuda:N")
     return device
 
 

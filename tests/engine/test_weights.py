@@ -102,5 +102,8 @@ def test_torchvision_offline_names_the_alternatives(monkeypatch):
     monkeypatch.setattr(type(VGG19_Weights.IMAGENET1K_V1), "get_state_dict", offline)
     with pytest.raises(WeightsError) as err:
         load_weights("torchvision")
+    # The library names the setting; the CLI shows its flag (StylizeError.render).
     message = str(err.value)
+    assert "EngineConfig.weights original" in message and "EngineConfig.weights PATH" in message
+    message = err.value.render({"EngineConfig.weights": "--weights"}.get)
     assert "--weights original" in message and "--weights PATH" in message
