@@ -333,9 +333,10 @@ def is_interactive() -> bool:
 
 
 def run_preview(ctx, command: str, options: CommandOptions, job, style_blend: str | None, quiet: bool, make) -> None:
-    """The --preview branch both commands share; ``make(command_for, on_event)`` is the library call."""
+    """The --preview branch both commands share; ``make(command_for, name_of, on_event)`` is the library
+    call (``name_of``: the tiles' labels name their settings as this command's flags)."""
     if style_blend:
         raise fail("--style-blend has no effect with --preview: each style image gets its own row", EXIT_USAGE)
     with EventRenderer(options, quiet) as renderer:
-        summary = make(lambda tile: tile_command(ctx, command, job.styles, tile), renderer)
+        summary = make(lambda tile: tile_command(ctx, command, job.styles, tile), options.flag_of, renderer)
     print_preview(summary, quiet)

@@ -54,9 +54,10 @@ def stylize_images(
         if preview:
             from pipeline.jobs.preview import preview_images
 
-            def make(command_for, on_event):
+            def make(command_for, name_of, on_event):
                 return preview_images(input, output, job, configs[PreviewConfig], folder=folder, sheet=preview_sheet,
-                                      overwrite=folder.overwrite, command_for=command_for, on_event=on_event)
+                                      overwrite=folder.overwrite, command_for=command_for, name_of=name_of,
+                                      on_event=on_event)
 
             common.run_preview(ctx, "stylize-images", OPTIONS, job, style_blend, quiet, make)
             return

@@ -84,9 +84,9 @@ def stylize_video(
         if preview:
             from pipeline.jobs.preview import preview_video
 
-            def make(command_for, on_event):
+            def make(command_for, name_of, on_event):
                 return preview_video(input, output, job, configs[PreviewConfig], video=video, sheet=preview_sheet,
-                                     overwrite=overwrite, command_for=command_for, on_event=on_event)
+                                     overwrite=overwrite, command_for=command_for, name_of=name_of, on_event=on_event)
 
             common.run_preview(ctx, "stylize-video", OPTIONS, job, style_blend, quiet, make)
             return

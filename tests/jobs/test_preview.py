@@ -33,6 +33,7 @@ from tests.conftest import pattern
 from tests.media.test_video import make_video
 
 TINY = PreviewConfig(size=32, iterations=2, samples=3, style_weights=(1.0, 9.0), style_scales=(1.0,))
+FLAGS = {"StyleConfig.style_weight": "--style-weight", "StyleConfig.style_scale": "--style-scale"}.get  # as the CLI's
 
 
 def job_for(*styles: Path) -> JobConfig:
@@ -87,7 +88,7 @@ def test_image_preview_writes_one_labelled_sheet_and_nothing_else(tmp_path, cont
     before = files_in(tmp_path)
     events = []
     summary = preview_images(content_file, out, job_for(style_file), TINY, on_event=events.append,
-                             command_for=lambda t: f"run --style-weight {t.style_weight:g}")
+                             command_for=lambda t: f"run --style-weight {t.style_weight:g}", name_of=FLAGS)
     sheet = tmp_path / "out.preview.png"
     assert files_in(tmp_path) - before == {"out.preview.png", "out.preview.txt"}  # no OUTPUT, no manifest
     image = Image.open(sheet)
@@ -106,8 +107,10 @@ def test_image_preview_writes_one_labelled_sheet_and_nothing_else(tmp_path, cont
     # Two weights nine times apart give visibly different tiles.
     px = np.asarray(image.convert("RGB"), dtype=np.float32)
     assert np.abs(px[10:30, 6:30] - px[10:30, 42:66]).mean() > 1
-    # A second preview replaces its own sheet without --overwrite.
-    preview_images(content_file, out, job_for(style_file), TINY)
+    # Without the CLI's flags, the labels name the settings themselves.
+    preview_images(content_file, out, job_for(style_file), TINY)  # replaces its own sheet without --overwrite
+    assert "# tile 2: content.png: StyleConfig.style_weight 9 StyleConfig.style_scale 1\n" in (
+        tmp_path / "out.preview.txt").read_text()
 
 
 def make_folder(root: Path, bad: set[str]) -> Path:
