@@ -11,6 +11,7 @@ DeviceMemoryError, and the folder job stylizes its images one at a time (pipelin
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, NamedTuple, TypeVar
@@ -37,7 +38,7 @@ from pipeline.engine.style import StyleTarget
 from pipeline.errors import DeviceMemoryError, InputError, setting
 from pipeline.media.images import fit_long_side, load_rgb, resize
 
-__all__ = ["Level", "ProgressCallback", "Stylizer", "StylizeResult", "TemporalTerm", "scale_schedule"]
+__all__ = ["Level", "ProgressCallback", "Stylizer", "StylizeResult", "TemporalTerm", "loss_weights", "scale_schedule"]
 
 # Called after every network evaluation: (evaluations done, evaluations planned, loss tensor).
 # The loss is a tensor so that a caller who does not look at it costs no device synchronisation.
@@ -114,6 +115,12 @@ def scale_schedule(height: int, width: int, scales: int, iterations: int,
     return schedule
 
 
+def loss_weights(config: StyleConfig) -> Weights:
+    """The weights of the loss terms, as ``config`` sets them."""
+    return Weights(content=config.content_weight, style=config.style_weight, tv=config.tv_weight,
+                   layers=tuple(config.style_layer_weights))
+
+
 @dataclass
 class _Fitted(Generic[T]):
     """A computation that fitted in memory, and the plan it ran with (kept for the next ones of its size)."""
@@ -129,7 +136,12 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 
 class Stylizer:
-    """Holds the frozen network and the style targets; ``stylize`` optimises a batch of images."""
+    """Holds the frozen network and the style targets; ``stylize`` optimises a batch of images.
+
+    Every style setting (loss weights, style scale, iterations, ...) is read from ``config`` when it
+    is used, never copied when the stylizer is built: ``with_config`` gives the same network and
+    style images other settings. Only the network (``engine``, ``config.pooling``) is fixed when built.
+    """
 
     def __init__(
         self,
@@ -149,8 +161,6 @@ class Stylizer:
         if features is None:
             features = build_features((*STYLE_LAYERS, CONTENT_LAYER), engine.weights, config.pooling)
         self.features = features.variant(self.device, self.dtype, CHANNELS_LAST)
-        self.weights = Weights(config.content_weight, config.style_weight, config.tv_weight,
-                               tuple(config.style_layer_weights))
         self.memory_cap: float | None = None  # bytes, lowered when an evaluation ran out of memory
         self._told_tiles = False
         images, weights = [], []
@@ -161,7 +171,20 @@ class Stylizer:
             else:
                 images.append(item[0])
                 weights.append(item[1])
-        self.style = StyleTarget(self.features, images, weights, config.style_scale, plan_for=self.plan)
+        self.style = StyleTarget(self.features, images, weights, plan_for=self.plan)
+
+    def with_config(self, config: StyleConfig) -> Stylizer:
+        """This stylizer with other style settings: it shares the network and the style images' Gram
+        matrices (cached per size and style scale), so each setting of a preview costs no new set-up."""
+        if config.pooling != self.features.pooling:
+            raise ValueError(f"the network pools with {self.features.pooling}, the config with {config.pooling}")
+        other = copy.copy(self)
+        other.config = config
+        return other
+
+    def _style_grams(self, long_side: int) -> list[torch.Tensor]:
+        """The style targets for an output of this long side, at the config's style scale."""
+        return self.style.grams(long_side, self.config.style_scale)
 
     # ------------------------------------------------------------------ memory
 
@@ -314,7 +337,7 @@ class Stylizer:
         """
         image, content = image.to(self.device), content.to(self.device)
         batch, (height, width) = image.shape[0], image.shape[-2:]
-        style_targets = self.style.grams(max(height, width))
+        style_targets = self._style_grams(max(height, width))
         target = self._content_target(content, None)
 
         def compute(plan: Plan | None) -> FeatureStatistics:
@@ -323,15 +346,18 @@ class Stylizer:
         stats = self._fitting(compute, batch, height, width, None)
         terms = {
             "content": content_loss(stats.maps[CONTENT_LAYER], target),
-            "style": style_loss(stats.grams, style_targets, self.weights.layers),
+            "style": style_loss(stats.grams, style_targets, loss_weights(self.config).layers),
             "tv": tv_loss(image),
         }
         return {name: value.float().cpu().tolist() for name, value in terms.items()}
 
     def _optimize_at(self, x, content, temporal, count, done, total, on_progress, on_notice):
         cfg = self.config
+        # The loss's weights and its gradient's come from one place: the config this level optimises with.
+        weights = loss_weights(cfg)
         batch, (height, width) = content.shape[0], content.shape[-2:]
-        targets = Targets(content=self._content_target(content, on_notice), style=self.style.grams(max(height, width)))
+        targets = Targets(content=self._content_target(content, on_notice),
+                          style=self._style_grams(max(height, width)))
         term = None
         if temporal is not None and temporal.weight > 0:
             warped = resize(temporal.warped.to(self.device), (height, width))
@@ -348,14 +374,14 @@ class Stylizer:
 
             def attempt(tiles: Plan | None) -> dict[str, torch.Tensor]:
                 optimizer.zero_grad(set_to_none=True)  # a failed attempt may have left part of a gradient
-                return evaluate(self.features, x, targets, self.weights, self.gram_dtype, tiles, term)
+                return evaluate(self.features, x, targets, weights, self.gram_dtype, tiles, term)
 
             fitted = self._retrying(attempt, plan, batch, height, width, on_notice)
             terms, plan = fitted.result, fitted.plan  # the plan that worked is kept for the next evaluations
             if height * width >= TRIM_PIXELS:
                 memory.give_back_freed(self.device)  # the evaluation's freed tiles and maps
-            loss = (cfg.content_weight * terms["content"] + cfg.style_weight * terms["style"]
-                    + cfg.tv_weight * terms["tv"])
+            loss = (weights.content * terms["content"] + weights.style * terms["style"]
+                    + weights.tv * terms["tv"])
             if term is not None:
                 loss = loss + term.weight * terms["temporal"]
             loss = loss.sum()  # independent images: the sum keeps their gradients independent

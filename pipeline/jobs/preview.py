@@ -12,7 +12,6 @@ a video job folder, so a real job started afterwards sees no earlier work to res
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import time
@@ -270,11 +269,11 @@ def make_sheet(samples: Sequence[Sample], job: JobConfig, preview: PreviewConfig
         if not Path(style.path).is_file():
             raise InputError(f"{style.path}: style image not found")
     style_images = [load_rgb(s.path) for s in job.styles]
-    # One network for the whole sheet, and one Stylizer (style Gram matrices) per style image and
-    # --style-scale; the style weight is only read from the config while optimising, so a tile
-    # that differs by its weight alone gets a shallow copy with its own config.
+    # One network for the whole sheet, and one Stylizer per style image, whose style Gram matrices
+    # are computed once per size and style scale; each tile optimises with its own config
+    # (Stylizer.with_config): every setting is read from it, so each tile is its own picture.
     features = build_features((*STYLE_LAYERS, CONTENT_LAYER), job.engine.weights, job.style.pooling)
-    stylizers: dict[tuple[int, float], Stylizer] = {}
+    stylizers: dict[int, Stylizer] = {}
     base = job.style.replace(size=preview.size, iterations=preview.iterations)
     total = len(samples) * len(grid)
     on_event(JobStarted("preview", total, "tile", f"preview ({total} tiles)"))
@@ -284,11 +283,10 @@ def make_sheet(samples: Sequence[Sample], job: JobConfig, preview: PreviewConfig
         for tile in grid:
             index = len(tiles) + 1
             config = base.replace(style_weight=tile.style_weight, style_scale=tile.style_scale)
-            key = (tile.style, tile.style_scale)
-            if key not in stylizers:
-                stylizers[key] = Stylizer([(style_images[tile.style], 1.0)], config, job.engine, features=features)
-            stylizer = copy.copy(stylizers[key])
-            stylizer.config = config
+            if tile.style not in stylizers:
+                stylizers[tile.style] = Stylizer([(style_images[tile.style], 1.0)], config, job.engine,
+                                                 features=features)
+            stylizer = stylizers[tile.style].with_config(config)
             device = str(stylizer.device)
             name = f"#{index} {sample.name}"
             on_event(ItemStarted(name, config.iterations))
