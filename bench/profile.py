@@ -20,7 +20,7 @@ from bench.common import bench_parser, describe_device, run_main
 from bench.speed import bench_images
 from pipeline.config import CONTENT_LAYER, EngineConfig, StyleConfig
 from pipeline.engine.evaluate import Targets, evaluate, feature_statistics
-from pipeline.engine.optimize import Stylizer
+from pipeline.engine.optimize import Stylizer, loss_weights
 from pipeline.media.images import resize
 
 # Operators grouped under the names the tables use; anything else keeps its own name.
@@ -50,13 +50,14 @@ def profile_evaluation(size: int, threads: int, evaluations: int = 5, engine: En
     stylizer = Stylizer([(style, 1.0)], StyleConfig(), engine)
     net, device = stylizer.features, stylizer.device
     image = resize(content, (size, size)).to(device)
-    _, maps = feature_statistics(net, image, stylizer.gram_dtype, keep=(CONTENT_LAYER,))
-    targets = Targets(maps[CONTENT_LAYER], stylizer.style.grams(size))
+    maps = feature_statistics(net, image, stylizer.gram_dtype, keep=(CONTENT_LAYER,)).maps
+    targets = Targets(content=maps[CONTENT_LAYER], style=stylizer.style.grams(size, stylizer.config.style_scale))
+    weights = loss_weights(stylizer.config)
     x = image.clone().requires_grad_(True)
 
     def once():
         x.grad = None
-        evaluate(net, x, targets, stylizer.weights, stylizer.gram_dtype)
+        evaluate(net, x, targets, weights, stylizer.gram_dtype)
 
     for _ in range(3):  # warm-up: oneDNN's primitive cache, the allocator
         once()

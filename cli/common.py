@@ -33,11 +33,11 @@ from cli.settings import CommandOptions, UsageError
 
 if TYPE_CHECKING:
     from pipeline.events import EventCallback
-    from pipeline.jobs.preview import TileSettings
+    from pipeline.jobs.preview import NameOf, TileSettings
     from pipeline.results import PreviewSummary, Summary
 
-    # --preview's library call, make(command_for, on_event): preview_images or preview_video.
-    MakePreview = Callable[[Callable[[TileSettings], str], EventCallback], PreviewSummary]
+    # --preview's library call, make(command_for, name_of, on_event): preview_images or preview_video.
+    MakePreview = Callable[[Callable[[TileSettings], str], NameOf, EventCallback], PreviewSummary]
 
 # Options both commands take that are no configuration field (pipeline/config.py has those).
 AddStyle = Annotated[list[Path] | None, typer.Option(help="Another style image to blend in (repeatable).")]
@@ -340,9 +340,10 @@ def print_line(message: str, quiet: bool = False) -> None:
 
 def run_preview(ctx, command: str, options: CommandOptions, job, style_blend: str | None, quiet: bool,
                 make: MakePreview) -> None:
-    """The --preview branch both commands share; ``make(command_for, on_event)`` is the library call."""
+    """The --preview branch both commands share; ``make(command_for, name_of, on_event)`` is the library
+    call (``name_of``: the tiles' labels name their settings as this command's flags)."""
     if style_blend:
         raise fail("--style-blend has no effect with --preview: each style image gets its own row", EXIT_USAGE)
     with EventRenderer(options, quiet) as renderer:
-        summary = make(lambda tile: tile_command(ctx, command, job.styles, tile), renderer)
+        summary = make(lambda tile: tile_command(ctx, command, job.styles, tile), options.flag_of, renderer)
     print_preview(summary, quiet)

@@ -14,7 +14,7 @@ from pipeline.config import EngineConfig, FolderConfig, PreviewConfig, ScaleConf
 
 if TYPE_CHECKING:
     from pipeline.events import EventCallback
-    from pipeline.jobs.preview import TileSettings
+    from pipeline.jobs.preview import NameOf, TileSettings
     from pipeline.results import PreviewSummary
 
 # Every option that is a configuration field comes from pipeline/config.py.
@@ -60,9 +60,11 @@ def stylize_images(
         if preview:
             from pipeline.jobs.preview import preview_images
 
-            def make(command_for: Callable[[TileSettings], str], on_event: EventCallback) -> PreviewSummary:
+            def make(command_for: Callable[[TileSettings], str], name_of: NameOf,
+                     on_event: EventCallback) -> PreviewSummary:
                 return preview_images(input, output, job, configs[PreviewConfig], folder=folder, sheet=preview_sheet,
-                                      overwrite=folder.overwrite, command_for=command_for, on_event=on_event)
+                                      overwrite=folder.overwrite, command_for=command_for, name_of=name_of,
+                                      on_event=on_event)
 
             common.run_preview(ctx, "stylize-images", OPTIONS, job, style_blend, quiet, make)
             return

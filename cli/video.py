@@ -23,7 +23,7 @@ from pipeline.config import (
 
 if TYPE_CHECKING:
     from pipeline.events import EventCallback
-    from pipeline.jobs.preview import TileSettings
+    from pipeline.jobs.preview import NameOf, TileSettings
     from pipeline.results import PreviewSummary
 
 # Every option that is a configuration field comes from pipeline/config.py; here only what this
@@ -90,9 +90,10 @@ def stylize_video(
         if preview:
             from pipeline.jobs.preview import preview_video
 
-            def make(command_for: Callable[[TileSettings], str], on_event: EventCallback) -> PreviewSummary:
+            def make(command_for: Callable[[TileSettings], str], name_of: NameOf,
+                     on_event: EventCallback) -> PreviewSummary:
                 return preview_video(input, output, job, configs[PreviewConfig], video=video, sheet=preview_sheet,
-                                     overwrite=overwrite, command_for=command_for, on_event=on_event)
+                                     overwrite=overwrite, command_for=command_for, name_of=name_of, on_event=on_event)
 
             common.run_preview(ctx, "stylize-video", OPTIONS, job, style_blend, quiet, make)
             return

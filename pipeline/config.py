@@ -164,13 +164,14 @@ class EngineConfig(_Checked):
     device: str = option("auto", "auto, cpu, cuda or cuda:N.")
     weights: str = option("original", "VGG19 weights: original (bundled), torchvision (downloads), or a "
                           "state-dict file.")
-    # "auto" = bf16 convolutions on CUDA and on CPUs that compute bf16 natively (AVX512-BF16 or AMX
-    # on x86, BF16 on Arm: pipeline/engine/device.py), fp32 elsewhere. Gram matrices, losses and the
-    # optimiser always stay fp32. docs/performance.md has the measurements.
+    # "auto" = bf16 convolutions on GPUs and CPUs that compute bf16 natively (CUDA compute capability
+    # 8.0 on, i.e. Ampere and later; AVX512-BF16 or AMX on x86, BF16 on Arm: pipeline/engine/device.py),
+    # fp32 elsewhere. Gram matrices, losses and the optimiser always stay fp32. docs/performance.md has
+    # the measurements.
     precision: str = option(
-        "auto", "auto (bf16 convolutions on CUDA and on CPUs with native bf16: AVX512-BF16/AMX or Arm BF16; "
-        "fp32 elsewhere), fp32 or bf16. Losses and the optimiser stay fp32; Gram matrices accumulate in fp32 "
-        "(on such CPUs from bf16 features).", check=one_of(PRECISIONS))
+        "auto", "auto (bf16 convolutions on GPUs with native bf16, Ampere and later, and on CPUs with native "
+        "bf16: AVX512-BF16/AMX or Arm BF16; fp32 elsewhere), fp32 or bf16. Losses and the optimiser stay fp32; "
+        "Gram matrices accumulate in fp32 (on such CPUs from bf16 features).", check=one_of(PRECISIONS))
     # Tiling gives exactly the untiled loss and gradient (pipeline/engine/evaluate.py), so results do
     # not depend on it beyond rounding and it is not part of a job's resume key.
     tile: int | str = option(

@@ -1,5 +1,5 @@
 """Device selection (``auto`` = CUDA when present, else CPU; ``cpu``, ``cuda``, ``cuda:N``) and the
-network's precision on it (``--precision auto``: bf16 where the hardware computes it natively)."""
+network's precision on it (``EngineConfig.precision`` auto: bf16 where the hardware computes it natively)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import platform
 
 import torch
 
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, setting
+
+DEVICE = setting("EngineConfig.device")  # messages name the setting; the CLI shows its flag
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -17,14 +19,14 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError as exc:
-        raise ConfigError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from exc
+        raise ConfigError(f"{DEVICE} {name!r}: expected auto, cpu, cuda or cuda:N") from exc
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name}: no CUDA GPU is available here (use --device cpu or auto)")
+            raise ConfigError(f"{DEVICE} {name}: no CUDA GPU is available here (use {DEVICE} cpu or auto)")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
+            raise ConfigError(f"{DEVICE} {name}: only {torch.cuda.device_count()} CUDA device(s) present")
     elif device.type != "cpu":
-        raise ConfigError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N")
+        raise ConfigError(f"{DEVICE} {name!r}: expected auto, cpu, cuda or cuda:N")
     return device
 
 
@@ -81,27 +83,49 @@ def cpu_has_native_bf16() -> bool:
     return cpu_computes_bf16(platform.machine(), cpu_bf16_flags())
 
 
-def network_dtype(precision: str, device_type: str, cpu_bf16: bool) -> torch.dtype:
-    """The dtype of the network's weights and activations for ``--precision`` on a device.
+# The first CUDA compute capability with bf16 arithmetic (Ampere: A100, RTX 30xx; Hopper, Ada, ...).
+# Older GPUs (V100 7.0, T4 7.5) take bf16 tensors, but emulate their arithmetic or reject kernels.
+CUDA_BF16_MAJOR = 8
 
-    ``auto``: bf16 on CUDA and on CPUs that compute bf16 natively (``cpu_bf16``), else fp32. The
-    image being optimised, the losses and the optimiser's state always stay fp32.
+
+def cuda_computes_bf16(major: int, rocm: bool) -> bool:
+    """Whether a GPU of compute capability ``major``.x computes bf16 natively: Ampere (8.0) and later,
+    and every GPU under ROCm (as torch itself judges). Pure: the caller asks the device.
+
+    ``torch.cuda.is_bf16_supported()`` is not the test: by default it also says yes where bf16 is
+    only emulated, and it asks about the current device rather than the one the job runs on.
     """
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "auto" and (device_type == "cuda" or (device_type == "cpu" and cpu_bf16)):
+    return rocm or major >= CUDA_BF16_MAJOR
+
+
+def has_native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 natively (detected on the device itself)."""
+    if device.type == "cuda":
+        major, _minor = torch.cuda.get_device_capability(device)
+        return cuda_computes_bf16(major, rocm=torch.version.hip is not None)
+    return device.type == "cpu" and cpu_has_native_bf16()
+
+
+def network_dtype(precision: str, native_bf16: bool) -> torch.dtype:
+    """The dtype of the network's weights and activations for ``EngineConfig.precision`` on a device.
+
+    ``auto``: bf16 where the device computes it natively (``native_bf16``: a CPU with the
+    instructions, a GPU from Ampere on), else fp32. ``bf16`` is honoured anywhere, emulated or not.
+    The image being optimised, the losses and the optimiser's state always stay fp32.
+    """
+    if precision == "bf16" or (precision == "auto" and native_bf16):
         return torch.bfloat16
     return torch.float32
 
 
-def gram_dtype(network: torch.dtype, device_type: str, cpu_bf16: bool) -> torch.dtype:
+def gram_dtype(network: torch.dtype, device_type: str, native_bf16: bool) -> torch.dtype:
     """The dtype the Gram matrix products take their inputs in (they always accumulate in fp32).
 
     bf16 only on CPUs that compute it natively and where the network already runs in bf16: its
     features hold bf16 values, so promoting them first adds no information, only a 4.5x slower
-    fp32 GEMM (measured on an AVX512-BF16 EPYC). CUDA keeps fp32 products: cuBLAS may reduce bf16
-    in reduced precision there, and it is not measured yet.
+    fp32 GEMM (measured on an AVX512-BF16 EPYC). CUDA keeps fp32 products whatever the GPU: cuBLAS
+    may reduce bf16 in reduced precision there, and it is not measured yet.
     """
-    if network == torch.bfloat16 and device_type == "cpu" and cpu_bf16:
+    if network == torch.bfloat16 and device_type == "cpu" and native_bf16:
         return torch.bfloat16
     return torch.float32

@@ -27,8 +27,9 @@ from dataclasses import dataclass
 import torch
 
 from pipeline.config import CONTENT_LAYER, STYLE_LAYERS
-from pipeline.engine.features import Stage, VGGFeatures
+from pipeline.engine.features import RunResult, Stage, VGGFeatures
 from pipeline.engine.losses import (
+    LossAndGradient,
     content_loss,
     content_share,
     gram,
@@ -37,7 +38,7 @@ from pipeline.engine.losses import (
     temporal_loss_and_gradient,
     tv_loss_and_gradient,
 )
-from pipeline.engine.tiling import Tile, tiles
+from pipeline.engine.tiling import Owned, Tile, Window, tiles
 
 # One entry per stage of VGGFeatures.stages(): the tile core side in units of the stage's input, or
 # None to run the stage whole. All None is the plain untiled evaluation.
@@ -85,217 +86,301 @@ def evaluate(net: VGGFeatures, x: torch.Tensor, targets: Targets, weights: Weigh
         }
         (weights.content * terms["content"] + weights.style * terms["style"]).sum().backward()
     else:
-        terms = _TiledEvaluation(net, targets, weights, gram_dtype, plan).run(x)
+        terms = _TiledEvaluation(net, gram_dtype, plan, x).run(targets, weights)
     # The per-pixel terms with their gradients in closed form, once the network's memory is free again:
     # through autograd they would keep image-sized maps alive across the whole evaluation.
-    terms["tv"] = _add_gradient(x, weights.tv, *tv_loss_and_gradient(x.detach()))
+    terms["tv"] = _add_gradient(x, weights.tv, tv_loss_and_gradient(x.detach()))
     if temporal is not None:
         terms["temporal"] = _add_gradient(
-            x, temporal.weight, *temporal_loss_and_gradient(x.detach(), temporal.warped, temporal.mask))
+            x, temporal.weight, temporal_loss_and_gradient(x.detach(), temporal.warped, temporal.mask))
     return {name: value.detach() for name, value in terms.items()}
 
 
-def _add_gradient(x: torch.Tensor, weight: float, loss: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+def _add_gradient(x: torch.Tensor, weight: float, term: LossAndGradient) -> torch.Tensor:
     """Adds ``weight`` times a term's gradient to ``x.grad``; returns the term's loss."""
-    x.grad.add_(grad, alpha=weight)
-    return loss
+    x.grad.add_(term.gradient, alpha=weight)
+    return term.loss
+
+
+@dataclass
+class FeatureStatistics:
+    """What the style and content terms compare of an image."""
+
+    grams: list[torch.Tensor]  # [B, C, C] fp32, one per STYLE_LAYERS entry
+    maps: dict[str, torch.Tensor]  # the whole maps [B, C, h, w] of the layers asked for
 
 
 @torch.no_grad()
 def feature_statistics(net: VGGFeatures, image: torch.Tensor, gram_dtype: torch.dtype, plan: Plan | None = None,
-                       keep: Sequence[str] = ()) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
-    """Gram matrices ``[B, C, C]`` of ``STYLE_LAYERS`` and the whole maps of the ``keep`` layers of ``image``,
-    tile by tile where ``plan`` says so (a style image or a content image at full resolution)."""
+                       keep: Sequence[str] = ()) -> FeatureStatistics:
+    """Gram matrices of ``STYLE_LAYERS`` and the whole maps of the ``keep`` layers of ``image``, tile by
+    tile where ``plan`` says so (a style image or a content image at full resolution)."""
     if is_untiled(plan):
         feats = net(image)
-        return [gram(feats[n], gram_dtype) for n in STYLE_LAYERS], {n: feats[n] for n in keep}
-    run = _TiledEvaluation(net, None, None, gram_dtype, plan)
-    return run.forward_only(image, keep)
+        return FeatureStatistics(grams=[gram(feats[n], gram_dtype) for n in STYLE_LAYERS],
+                                 maps={n: feats[n] for n in keep})
+    return _TiledEvaluation(net, gram_dtype, plan, image).statistics(keep)
+
+
+@dataclass
+class StageRecord:
+    """What pass 1 leaves of one stage for the loss and for pass 2."""
+
+    # The stage's input as it ran. A whole stage after the first runs on a leaf cut from the stage
+    # before, so that pass 2 finds the gradient with respect to its input in ``input.grad``.
+    input: torch.Tensor
+    output: torch.Tensor | None  # the whole output map (None: a tiled last stage, whose output nothing reads)
+    # The whole image's Gram matrices of the stage's style layers: inside the graph for a whole stage;
+    # for a tiled one, sums over its tiles made leaves, so that the loss's backward leaves dL/dG in their grad.
+    grams: dict[str, torch.Tensor]
+    maps: dict[str, torch.Tensor]  # whole maps: every wanted layer of a whole stage, the kept ones of a tiled one
+
+
+@dataclass
+class _TiledContent:
+    """The content term of a tiled stage, added up tile by tile in pass 2."""
+
+    target: torch.Tensor  # [B, C, h, w] the content's features (Targets.content)
+    weight: float
+    energy: torch.Tensor  # [B] mean squared target: the relative error's denominator
+    loss: torch.Tensor  # [B] the shares of the tiles done so far
+
+    def gradient(self, part: torch.Tensor, whole: Window) -> torch.Tensor:
+        """Adds the share of a tile's owned positions ``part`` (at ``whole`` in the map) to ``loss``;
+        returns the weighted gradient there (fp32)."""
+        target = self.target[..., whole.rows, whole.cols].float()
+        share = content_share(part, target, self.target[0].numel(), self.energy)
+        self.loss += share.loss
+        return self.weight * share.gradient
 
 
 class _TiledEvaluation:
-    """One tiled evaluation: pass 1 over the stages, the loss, then pass 2 from the last stage back."""
+    """One tiled evaluation of ``image``: pass 1 over the stages, the loss, then pass 2 from the last stage back."""
 
-    def __init__(self, net: VGGFeatures, targets: Targets | None, weights: Weights | None,
-                 gram_dtype: torch.dtype, plan: Plan):
-        self.net, self.targets, self.weights, self.gram_dtype = net, targets, weights, gram_dtype
+    def __init__(self, net: VGGFeatures, gram_dtype: torch.dtype, plan: Plan, image: torch.Tensor):
+        self.net, self.gram_dtype, self.image = net, gram_dtype, image
         self.stages = net.stages()
         if len(plan) != len(self.stages):
             raise ValueError(f"a tile plan needs {len(self.stages)} entries, got {len(plan)}")
         self.plan = plan
+        self.memory_format = torch.channels_last if net.channels_last else torch.contiguous_format
+        self.denominators = self._denominators()
 
     # ------------------------------------------------------------------ helpers
 
-    def _run(self, stage: Stage, inp: torch.Tensor, first: bool) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        if first:
+    def _run(self, stage: Stage, inp: torch.Tensor) -> RunResult:
+        if stage.start == 0:
             h = self.net.normalize(inp)
         else:
-            h = inp.contiguous(memory_format=torch.channels_last if self.net.channels_last else torch.contiguous_format)
-        wanted = {name for name, _ in stage.layers}
-        return self.net.run(h, stage.start, stage.stop, wanted)
+            h = inp.contiguous(memory_format=self.memory_format)
+        return self.net.run(h, stage.start, stage.stop, {layer.name for layer in stage.layers})
 
-    def _tiles(self, stage: Stage, height: int, width: int, core: int) -> list[Tile]:
-        return tiles(height, width, core, stage.halo, stage.align)
+    def _map_size(self, stage: Stage) -> tuple[int, int]:
+        """Height and width of the stage's input map."""
+        return self.image.shape[-2] // stage.scale, self.image.shape[-1] // stage.scale
 
-    @staticmethod
-    def _map_size(image: torch.Tensor, stage: Stage) -> tuple[int, int]:
-        return image.shape[-2] // stage.scale, image.shape[-1] // stage.scale
+    def _tiles(self, stage: Stage, core: int) -> list[Tile]:
+        return tiles(*self._map_size(stage), core, stage.halo, stage.align)
 
-    def _empty_like_output(self, out: torch.Tensor, batch: int, height: int, width: int) -> torch.Tensor:
-        fmt = torch.channels_last if self.net.channels_last else torch.contiguous_format
-        return torch.empty((batch, out.shape[1], height, width), dtype=out.dtype, device=out.device,
-                           memory_format=fmt)
+    def _owned(self, tile: Tile, stage: Stage, scale: int) -> Owned:
+        """The tile's owned positions of a layer ``scale`` times smaller than the stage's input."""
+        return tile.owned(scale, *self._map_size(stage))
 
-    def _part(self, tensor: torch.Tensor, local: tuple[slice, slice]) -> torch.Tensor:
+    def _part(self, tensor: torch.Tensor, local: Window) -> torch.Tensor:
         """A tile's owned positions of a layer, in the network's layout (the Gram products read it as one matrix)."""
-        part = tensor[..., local[0], local[1]]
-        fmt = torch.channels_last if self.net.channels_last else torch.contiguous_format
-        return part.contiguous(memory_format=fmt)
+        return tensor[..., local.rows, local.cols].contiguous(memory_format=self.memory_format)
 
-    def _owned(self, tensor: torch.Tensor, tile: Tile, scale: int, height: int, width: int):
-        """(the tile's owned part of a layer, the slices of the whole layer it fills)."""
-        whole, local = tile.owned(scale, height, width)
-        return self._part(tensor, local), whole
+    def _laid(self, whole_map: torch.Tensor | None, part: torch.Tensor, whole: Window, like: torch.Tensor,
+              stage: Stage, scale: int) -> torch.Tensor:
+        """``part`` laid at ``whole`` into a layer's whole map (made on first use, of ``like``'s channels,
+        dtype and device, ``scale`` times smaller than the stage's input)."""
+        if whole_map is None:
+            height, width = self._map_size(stage)
+            whole_map = torch.empty((self.image.shape[0], like.shape[1], height // scale, width // scale),
+                                    dtype=like.dtype, device=like.device, memory_format=self.memory_format)
+        whole_map[..., whole.rows, whole.cols] = part
+        return whole_map
 
-    def _denominators(self, image: torch.Tensor) -> dict[str, float]:
+    def _denominators(self) -> dict[str, float]:
         """C*h*w of every wanted layer of the whole image: the Gram matrices' normalisation."""
-        result, (h, w) = {}, image.shape[-2:]
+        result = {}
         channels = {name: m.out_channels for name, m in self.net.stack.named_children() if name.startswith("conv")}
         for stage in self.stages:
-            sh, sw = h // stage.scale, w // stage.scale
-            for name, scale in stage.layers:
-                result[name] = channels[name.replace("relu", "conv")] * (sh // scale) * (sw // scale)
+            sh, sw = self._map_size(stage)
+            for layer in stage.layers:
+                conv = layer.name.replace("relu", "conv")
+                result[layer.name] = channels[conv] * (sh // layer.scale) * (sw // layer.scale)
         return result
 
     # ------------------------------------------------------------------ pass 1
 
-    def _forward(self, image: torch.Tensor, keep: Sequence[str] = ()):
-        """Pass 1: each stage whole (with a graph, when grads are enabled) or tiled (without).
-
-        Returns per stage: (its input as run, its output, its Gram matrices by layer, kept maps)."""
-        self.denominators = denominators = self._denominators(image)
-        records, inp = [], image
-        batch = image.shape[0]
+    def _forward(self, keep: Sequence[str] = ()) -> list[StageRecord]:
+        """Pass 1: each stage whole (with a graph, when grads are enabled) or tiled (without)."""
+        records, inp = [], self.image
         for index, (stage, core) in enumerate(zip(self.stages, self.plan)):
-            first, height, width = index == 0, *self._map_size(image, stage)
-            grams, maps = {}, {}
             if core is None:
-                if not first and torch.is_grad_enabled():
-                    inp = inp.detach().requires_grad_(True)  # its grad: the gradient w.r.t. this stage's input
-                out, feats = self._run(stage, inp, first)
-                for name, _ in stage.layers:
-                    if name in STYLE_LAYERS:
-                        grams[name] = gram(feats[name], self.gram_dtype, denominators[name])
-                    maps[name] = feats[name]
+                record = self._forward_whole(stage, inp)
             else:
-                with torch.no_grad():
-                    out_full = None
-                    full_maps = {}
-                    for tile in self._tiles(stage, height, width, core):
-                        rows, cols = tile.read()
-                        out, feats = self._run(stage, inp.detach()[..., rows, cols], first)
-                        for name, scale in stage.layers:
-                            part, whole = self._owned(feats[name], tile, scale, height, width)
-                            if name in STYLE_LAYERS:
-                                g = gram(part, self.gram_dtype, denominators[name])
-                                grams[name] = g if name not in grams else grams[name] + g
-                            if name in keep:
-                                if name not in full_maps:
-                                    full_maps[name] = self._empty_like_output(
-                                        feats[name], batch, height // scale, width // scale)
-                                full_maps[name][..., whole[0], whole[1]] = part
-                        if index + 1 < len(self.stages):
-                            part, whole = self._owned(out, tile, stage.align, height, width)
-                            if out_full is None:
-                                out_full = self._empty_like_output(out, batch, height // stage.align,
-                                                                   width // stage.align)
-                            out_full[..., whole[0], whole[1]] = part
-                    out = out_full
-                    maps = full_maps
-                grams = {name: g.requires_grad_(torch.is_grad_enabled()) for name, g in grams.items()}
-            records.append((inp, out, grams, maps))
-            inp = out
+                record = self._forward_tiled(stage, core, inp, keep, last=index + 1 == len(self.stages))
+                for g in record.grams.values():
+                    g.requires_grad_(torch.is_grad_enabled())
+            records.append(record)
+            inp = record.output
         return records
 
-    def forward_only(self, image: torch.Tensor, keep: Sequence[str]):
-        records = self._forward(image, keep)
-        grams = {name: g for _, _, stage_grams, _ in records for name, g in stage_grams.items()}
-        maps = {name: m for _, _, _, stage_maps in records for name, m in stage_maps.items() if name in keep}
-        return [grams[name] for name in STYLE_LAYERS], maps
+    def _forward_whole(self, stage: Stage, inp: torch.Tensor) -> StageRecord:
+        """A stage run whole; its graph (when grads are enabled) is kept for pass 2."""
+        if stage.start > 0 and torch.is_grad_enabled():
+            inp = inp.detach().requires_grad_(True)  # its grad: the gradient w.r.t. this stage's input
+        run = self._run(stage, inp)
+        grams = {layer.name: gram(run.activations[layer.name], self.gram_dtype, self.denominators[layer.name])
+                 for layer in stage.layers if layer.name in STYLE_LAYERS}
+        maps = {layer.name: run.activations[layer.name] for layer in stage.layers}
+        return StageRecord(input=inp, output=run.output, grams=grams, maps=maps)
+
+    @torch.no_grad()
+    def _forward_tiled(self, stage: Stage, core: int, inp: torch.Tensor, keep: Sequence[str],
+                       last: bool) -> StageRecord:
+        """A stage run tile by tile without a graph: the whole image's Gram matrices as sums of the tiles'
+        (in tile order), and the output and the ``keep`` layers laid into whole maps."""
+        grams: dict[str, torch.Tensor] = {}
+        maps: dict[str, torch.Tensor] = {}
+        output = None
+        for tile in self._tiles(stage, core):
+            window = tile.read()
+            run = self._run(stage, inp.detach()[..., window.rows, window.cols])
+            for layer in stage.layers:
+                if layer.name not in STYLE_LAYERS and layer.name not in keep:
+                    continue
+                activation = run.activations[layer.name]
+                owned = self._owned(tile, stage, layer.scale)
+                part = self._part(activation, owned.local)
+                if layer.name in STYLE_LAYERS:
+                    g = gram(part, self.gram_dtype, self.denominators[layer.name])
+                    grams[layer.name] = g if layer.name not in grams else grams[layer.name] + g
+                if layer.name in keep:
+                    maps[layer.name] = self._laid(maps.get(layer.name), part, owned.whole, activation, stage,
+                                                  layer.scale)
+            if not last:
+                owned = self._owned(tile, stage, stage.align)
+                output = self._laid(output, self._part(run.output, owned.local), owned.whole, run.output, stage,
+                                    stage.align)
+        return StageRecord(input=inp, output=output, grams=grams, maps=maps)
+
+    def statistics(self, keep: Sequence[str]) -> FeatureStatistics:
+        """``feature_statistics`` of the image: pass 1 alone."""
+        records = self._forward(keep)
+        grams = {name: g for record in records for name, g in record.grams.items()}
+        maps = {name: m for record in records for name, m in record.maps.items() if name in keep}
+        return FeatureStatistics(grams=[grams[name] for name in STYLE_LAYERS], maps=maps)
 
     # ------------------------------------------------------------------ the evaluation
 
-    def run(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        targets, weights = self.targets, self.weights
-        records = self._forward(x)
-        grams = {name: g for _, _, stage_grams, _ in records for name, g in stage_grams.items()}
+    def run(self, targets: Targets, weights: Weights) -> dict[str, torch.Tensor]:
+        """The content and style terms ``[B]``; their weighted gradient goes into the image's grad."""
+        records = self._forward()
+        style, content = self._loss_from_pass_1(records, targets, weights)
+        energy = targets.content.float().pow(2).flatten(1).mean(1).clamp_min(1e-12)
+        tiled_content = _TiledContent(target=targets.content, weight=weights.content, energy=energy,
+                                      loss=torch.zeros(self.image.shape[0], device=self.image.device))
+        self._pass_2(records, tiled_content)
+        return {"content": content if content is not None else tiled_content.loss, "style": style}
+
+    def _loss_from_pass_1(self, records: list[StageRecord], targets: Targets,
+                          weights: Weights) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The style loss, and the content loss when its stage ran whole (else None: pass 2 adds it up),
+        backpropagated into the tiled stages' Gram matrices and through the whole stages' graphs."""
+        grams = {name: g for record in records for name, g in record.grams.items()}
         style = style_loss([grams[name] for name in STYLE_LAYERS], targets.style, weights.layers)
-        content_stage = next(i for i, s in enumerate(self.stages) if CONTENT_LAYER in dict(s.layers))
+        content_stage = next(i for i, s in enumerate(self.stages)
+                             if any(layer.name == CONTENT_LAYER for layer in s.layers))
         content = None
         total = weights.style * style
         if self.plan[content_stage] is None:
-            content = content_loss(records[content_stage][3][CONTENT_LAYER], targets.content)
+            content = content_loss(records[content_stage].maps[CONTENT_LAYER], targets.content)
             total = total + weights.content * content
         # Whole stages followed by a tiled one still need their graph for pass 2's gradient.
         retain = any(core is None and later is not None for core, later in zip(self.plan, self.plan[1:]))
         total.sum().backward(retain_graph=retain)
+        return style, content
 
+    # ------------------------------------------------------------------ pass 2
+
+    def _pass_2(self, records: list[StageRecord | None], content: _TiledContent) -> None:
+        """From the last stage back, each stage's gradient with respect to its input, down to the image's."""
         grad_out = None  # gradient w.r.t. the output of the stage being processed (None for the last)
-        content_sum = torch.zeros(x.shape[0], device=x.device)
-        energy = targets.content.float().pow(2).flatten(1).mean(1).clamp_min(1e-12)
         for index in range(len(self.stages) - 1, -1, -1):
             stage, core = self.stages[index], self.plan[index]
             # Each stage's record is let go once its pass 2 is done: at 12 MP the whole-image buffer
             # between the stages is 192 MB that the first stage's pass 2 no longer needs.
-            inp, out, stage_grams, _ = records[index]
-            records[index] = None
-            first = index == 0
+            record, records[index] = records[index], None
             if core is None:
-                if grad_out is not None:
-                    torch.autograd.backward(out, grad_out)  # through this stage's kept graph
-                grad_out = None if first else inp.grad
-                continue
-            del out
-            height, width = self._map_size(x, stage)
-            grad_in = x.grad if first else torch.zeros(inp.shape, dtype=torch.float32, device=inp.device)
-            if grad_in is None:
-                grad_in = x.grad = torch.zeros_like(x)
-            for tile in self._tiles(stage, height, width, core):
-                rows, cols = tile.read()
-                piece = inp.detach()[..., rows, cols].requires_grad_(True)
-                tile_out, feats = self._run(stage, piece, first)
-                outputs, grads = [], []
-                for name, scale in stage.layers:
-                    layer = feats[name]
-                    whole, local = tile.owned(scale, height, width)
-                    # Gradients are laid into a whole-tile tensor of the layer's own layout: slicing the
-                    # layer inside the graph would hand autograd a gradient of the other layout.
-                    grad = None
-                    if name in STYLE_LAYERS and stage_grams[name].grad is not None:
-                        part = self._part(layer, local)
-                        grad = torch.zeros_like(layer)
-                        grad[..., local[0], local[1]] = gram_backward(part, stage_grams[name].grad, self.gram_dtype,
-                                                                      self.denominators[name])
-                    if name == CONTENT_LAYER:
-                        part = self._part(layer, local).float()
-                        target = targets.content[..., whole[0], whole[1]].float()
-                        share, slope = content_share(part, target, targets.content[0].numel(), energy)
-                        content_sum += share
-                        grad = torch.zeros_like(layer) if grad is None else grad
-                        grad[..., local[0], local[1]] += (weights.content * slope).to(layer.dtype)
-                    if grad is not None:
-                        outputs.append(layer)
-                        grads.append(grad)
-                if grad_out is not None:
-                    whole, local = tile.owned(stage.align, height, width)
-                    grad = torch.zeros_like(tile_out)
-                    grad[..., local[0], local[1]] = grad_out[..., whole[0], whole[1]]
-                    outputs.append(tile_out)
-                    grads.append(grad)
-                torch.autograd.backward(outputs, grads)
-                grad_in[..., rows, cols] += piece.grad
-            # The next stage lays this gradient into tiles of the network's dtype: kept in that dtype,
-            # the same values take half the memory (the fp32 sum was for the halos' overlaps).
-            grad_out = None if first else grad_in.to(self.net.dtype)
-            del grad_in
-        return {"content": content if content is not None else content_sum, "style": style}
+                grad_out = self._backward_whole(stage, record, grad_out)
+            else:
+                inp, grams = record.input, record.grams
+                del record  # its output: a whole-image buffer this stage's pass 2 does not read
+                grad_out = self._backward_tiled(stage, core, inp, grams, grad_out, content)
+
+    @staticmethod
+    def _backward_whole(stage: Stage, record: StageRecord, grad_out: torch.Tensor | None) -> torch.Tensor | None:
+        """A whole stage's pass 2, through the graph kept from pass 1 (the loss's own backward already went
+        through it): the gradient w.r.t. its input, or None for the first (it went into the image's grad)."""
+        if grad_out is not None:
+            torch.autograd.backward(record.output, grad_out)
+        return None if stage.start == 0 else record.input.grad
+
+    def _backward_tiled(self, stage: Stage, core: int, inp: torch.Tensor, grams: dict[str, torch.Tensor],
+                        grad_out: torch.Tensor | None, content: _TiledContent) -> torch.Tensor | None:
+        """A tiled stage's pass 2, tile by tile: the gradient w.r.t. its input, or None for the first
+        (whose gradient goes into the image's grad)."""
+        first = stage.start == 0
+        grad_in = self.image.grad if first else torch.zeros(inp.shape, dtype=torch.float32, device=inp.device)
+        if grad_in is None:
+            grad_in = self.image.grad = torch.zeros_like(self.image)
+        for tile in self._tiles(stage, core):
+            window = tile.read()
+            piece = inp.detach()[..., window.rows, window.cols].requires_grad_(True)
+            self._backward_tile(stage, tile, piece, grams, grad_out, content)
+            grad_in[..., window.rows, window.cols] += piece.grad
+        # The next stage lays this gradient into tiles of the network's dtype: kept in that dtype,
+        # the same values take half the memory (the fp32 sum was for the halos' overlaps).
+        return None if first else grad_in.to(self.net.dtype)
+
+    def _backward_tile(self, stage: Stage, tile: Tile, piece: torch.Tensor, grams: dict[str, torch.Tensor],
+                       grad_out: torch.Tensor | None, content: _TiledContent) -> None:
+        """One tile run again with a graph: the loss's gradient w.r.t. the features it owns, and ``grad_out``
+        at the outputs it owns, backpropagated into ``piece.grad``."""
+        run = self._run(stage, piece)
+        outputs, grads = [], []
+        for layer in stage.layers:
+            activation = run.activations[layer.name]
+            grad = self._layer_gradient(layer.name, activation, self._owned(tile, stage, layer.scale), grams,
+                                        content)
+            if grad is not None:
+                outputs.append(activation)
+                grads.append(grad)
+        if grad_out is not None:
+            owned = self._owned(tile, stage, stage.align)
+            grad = torch.zeros_like(run.output)
+            grad[..., owned.local.rows, owned.local.cols] = grad_out[..., owned.whole.rows, owned.whole.cols]
+            outputs.append(run.output)
+            grads.append(grad)
+        torch.autograd.backward(outputs, grads)
+
+    def _layer_gradient(self, name: str, layer: torch.Tensor, owned: Owned, grams: dict[str, torch.Tensor],
+                        content: _TiledContent) -> torch.Tensor | None:
+        """The loss's gradient w.r.t. a tile's map of layer ``name``: at its owned positions, zero in its halo;
+        None where the loss does not read the layer."""
+        local = owned.local
+        # Gradients are laid into a whole-tile tensor of the layer's own layout: slicing the layer
+        # inside the graph would hand autograd a gradient of the other layout.
+        grad = None
+        if name in STYLE_LAYERS and grams[name].grad is not None:
+            grad = torch.zeros_like(layer)
+            grad[..., local.rows, local.cols] = gram_backward(self._part(layer, local), grams[name].grad,
+                                                              self.gram_dtype, self.denominators[name])
+        if name == CONTENT_LAYER:
+            grad = torch.zeros_like(layer) if grad is None else grad
+            grad[..., local.rows, local.cols] += content.gradient(self._part(layer, local).float(),
+                                                                  owned.whole).to(layer.dtype)
+        return grad

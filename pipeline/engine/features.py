@@ -16,6 +16,7 @@ import copy
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -26,10 +27,10 @@ from pipeline.engine.weights import VGG19_BLOCKS, VGGWeights, load_weights
 def layer_names() -> list[str]:
     """All layer names of VGG19's feature stack in order: conv1_1, relu1_1, ..., pool5."""
     names = []
-    for block, n_convs in VGG19_BLOCKS:
-        for c in range(1, n_convs + 1):
-            names += [f"conv{block}_{c}", f"relu{block}_{c}"]
-        names.append(f"pool{block}")
+    for block in VGG19_BLOCKS:
+        for c in range(1, block.convs + 1):
+            names += [f"conv{block.number}_{c}", f"relu{block.number}_{c}"]
+        names.append(f"pool{block.number}")
     return names
 
 
@@ -40,6 +41,13 @@ LAYER_NAMES = tuple(layer_names())
 # only a quarter of its arithmetic, blocks 3-5 the rest. Cutting there lets a large image tile the
 # memory-heavy part with a halo of 8 px while the compute-heavy part often runs whole (no recomputation).
 STAGE_CUTS = ("pool2",)
+
+
+class StageLayer(NamedTuple):
+    """A wanted layer computed in a stage, and its downsampling relative to the stage's input."""
+
+    name: str
+    scale: int
 
 
 @dataclass(frozen=True)
@@ -58,7 +66,7 @@ class Stage:
     scale: int
     halo: int
     align: int
-    layers: tuple[tuple[str, int], ...]
+    layers: tuple[StageLayer, ...]
 
 
 def stage_reach(kinds: Iterable[str]) -> tuple[int, int]:
@@ -76,6 +84,14 @@ def stage_reach(kinds: Iterable[str]) -> tuple[int, int]:
             band, scale = math.ceil(band / 2), scale * 2
         reach = max(reach, band * scale)
     return reach, scale
+
+
+@dataclass
+class RunResult:
+    """What ``VGGFeatures.run`` computed: the last module's output and the wanted layers' activations."""
+
+    output: torch.Tensor
+    activations: dict[str, torch.Tensor]
 
 
 class VGGFeatures(nn.Module):
@@ -98,10 +114,10 @@ class VGGFeatures(nn.Module):
         stack = nn.Sequential()
         for name in LAYER_NAMES[: deepest + 1]:
             if name.startswith("conv"):
-                weight, bias = weights.convs[name]
-                conv = nn.Conv2d(weight.shape[1], weight.shape[0], kernel_size=3, padding=1)
-                conv.weight.data.copy_(weight)
-                conv.bias.data.copy_(bias)
+                source = weights.convs[name]
+                conv = nn.Conv2d(source.weight.shape[1], source.weight.shape[0], kernel_size=3, padding=1)
+                conv.weight.data.copy_(source.weight)
+                conv.bias.data.copy_(source.bias)
                 stack.add_module(name, conv)
             elif name.startswith("relu"):
                 # Not in-place: the activation before the ReLU is never kept, but the output is.
@@ -166,17 +182,16 @@ class VGGFeatures(nn.Module):
         if image.dim() != 4 or image.shape[1] != 3:
             raise ValueError(f"expected an RGB batch [B, 3, H, W], got shape {tuple(image.shape)}")
         self.check_size(*image.shape[-2:])
-        _, out = self.run(self.normalize(image), 0, len(self.names), set(self.layers))
-        return out
+        return self.run(self.normalize(image), 0, len(self.names), set(self.layers)).activations
 
-    def run(self, x: torch.Tensor, start: int, stop: int, wanted: set[str]) -> tuple[torch.Tensor, dict]:
-        """Modules ``[start, stop)`` on a normalised map: (the last output, the wanted activations)."""
+    def run(self, x: torch.Tensor, start: int, stop: int, wanted: set[str]) -> RunResult:
+        """Modules ``[start, stop)`` on a normalised map: the last output and the wanted activations."""
         out = {}
         for name, module in zip(self.names[start:stop], self.stack[start:stop]):
             x = module(x)
             if name in wanted:
                 out[name] = x
-        return x, out
+        return RunResult(output=x, activations=out)
 
     def stages(self, cuts: Iterable[str] = STAGE_CUTS) -> list[Stage]:
         """The stack cut after each pooling layer in ``cuts`` (those it has), with each stage's halo."""
@@ -190,9 +205,9 @@ class VGGFeatures(nn.Module):
             for name, kind in zip(names, kinds):
                 local *= 2 if kind == "pool" else 1
                 if name in self.layers:
-                    layers.append((name, local))
+                    layers.append(StageLayer(name=name, scale=local))
             halo = math.ceil(reach / align) * align
-            stages.append(Stage(start, stop, scale, halo, align, tuple(layers)))
+            stages.append(Stage(start=start, stop=stop, scale=scale, halo=halo, align=align, layers=tuple(layers)))
             scale *= align
         return stages
 

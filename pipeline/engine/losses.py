@@ -7,7 +7,17 @@ independent losses has independent gradients).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
+
+@dataclass
+class LossAndGradient:
+    """A loss term ``[B]`` worked out with its gradient in closed form (the gradient has its input's shape)."""
+
+    loss: torch.Tensor
+    gradient: torch.Tensor
 
 
 def _is_channels_last(features: torch.Tensor) -> bool:
@@ -97,7 +107,7 @@ def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def content_share(part: torch.Tensor, target: torch.Tensor, count: int,
-                  energy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                  energy: torch.Tensor) -> LossAndGradient:
     """Part of ``content_loss`` from some positions of a map, and its gradient there.
 
     ``part`` and ``target`` are the same positions ``[B, C, h', w']`` of the features and of the
@@ -109,7 +119,7 @@ def content_share(part: torch.Tensor, target: torch.Tensor, count: int,
     diff = part.float() - target.float()
     scale = 1.0 / (count * energy)
     share = diff.pow(2).flatten(1).sum(1) * scale
-    return share, 2 * diff * scale.view(-1, 1, 1, 1)
+    return LossAndGradient(loss=share, gradient=2 * diff * scale.view(-1, 1, 1, 1))
 
 
 def style_loss(
@@ -133,7 +143,7 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
     return dx + dy
 
 
-def tv_loss_and_gradient(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def tv_loss_and_gradient(image: torch.Tensor) -> LossAndGradient:
     """``tv_loss(image)`` ``[B]`` and its gradient ``[B, C, H, W]``, worked out one plane at a time.
 
     Autograd's route keeps the image-sized maps of differences for the backward and makes as many
@@ -153,7 +163,7 @@ def tv_loss_and_gradient(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
                 loss[i] += diff.square().sum() / count
                 ahead.add_(diff, alpha=2 / count)
                 behind.sub_(diff, alpha=2 / count)
-    return loss, grad
+    return LossAndGradient(loss=loss, gradient=grad)
 
 
 def temporal_loss(image: torch.Tensor, warped: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -169,7 +179,7 @@ def temporal_loss(image: torch.Tensor, warped: torch.Tensor, mask: torch.Tensor)
 
 
 def temporal_loss_and_gradient(image: torch.Tensor, warped: torch.Tensor,
-                               mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                               mask: torch.Tensor) -> LossAndGradient:
     """``temporal_loss(image, warped, mask)`` ``[B]`` and its gradient, one plane at a time (as
     ``tv_loss_and_gradient``: no image-sized autograd graph)."""
     b, c, h, w = image.shape
@@ -181,4 +191,4 @@ def temporal_loss_and_gradient(image: torch.Tensor, warped: torch.Tensor,
             weighted = mask[i, 0] * diff
             loss[i] += (weighted * diff).sum() / (h * w)
             torch.mul(weighted, 2 / (h * w), out=grad[i, channel])
-    return loss, grad
+    return LossAndGradient(loss=loss, gradient=grad)

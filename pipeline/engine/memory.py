@@ -57,7 +57,7 @@ def stage_cost(net: VGGFeatures, stage: Stage) -> StageCost:
             scale *= 2
             output = channels / scale**2 * element
             saved += output + (channels / scale**2 * 8 if net.pooling == "max" else 0)
-    return StageCost(saved, largest, output, channels_in)
+    return StageCost(saved=saved, largest=largest, output=output, channels_in=channels_in)
 
 
 def read_area(core: int, halo: int, length: tuple[int, int]) -> int:
@@ -65,9 +65,16 @@ def read_area(core: int, halo: int, length: tuple[int, int]) -> int:
     return min(core + 2 * halo, length[0]) * min(core + 2 * halo, length[1])
 
 
-def plan_parts(net: VGGFeatures, batch: int, height: int, width: int, plan: Plan | None) -> tuple[float, float]:
-    """(peak bytes of the network's working set, bytes of the whole-image buffers between tiled stages)
-    of one evaluation of ``batch`` images of ``height x width`` under ``plan``."""
+@dataclass(frozen=True)
+class PlanBytes:
+    """The memory one evaluation takes under a plan, in bytes."""
+
+    working: float  # the peak of the network's working set
+    buffers: float  # the whole-image buffers between tiled stages
+
+
+def plan_parts(net: VGGFeatures, batch: int, height: int, width: int, plan: Plan | None) -> PlanBytes:
+    """The memory of one evaluation of ``batch`` images of ``height x width`` under ``plan``."""
     stages = net.stages()
     plan = plan or (None,) * len(stages)
     retained, peak, buffers = 0.0, 0.0, 0.0
@@ -85,12 +92,13 @@ def plan_parts(net: VGGFeatures, batch: int, height: int, width: int, plan: Plan
             buffers += cost.output * size[0] * size[1] * batch
             if index > 0:
                 buffers += 4 * cost.channels_in * size[0] * size[1] * batch
-    return peak, buffers
+    return PlanBytes(working=peak, buffers=buffers)
 
 
 def plan_bytes(net: VGGFeatures, batch: int, height: int, width: int, plan: Plan | None) -> float:
     """Estimated peak bytes of one evaluation of ``batch`` images of ``height x width`` under ``plan``."""
-    return sum(plan_parts(net, batch, height, width, plan))
+    parts = plan_parts(net, batch, height, width, plan)
+    return parts.working + parts.buffers
 
 
 def _cores(net: VGGFeatures, stage: Stage, batch: int, size: tuple[int, int], budget: float,
@@ -124,7 +132,7 @@ def choose_plan(net: VGGFeatures, batch: int, height: int, width: int, budget: f
         return None
     for tiled in range(1, len(stages) + 1):
         trial = tuple(1 if index < tiled else None for index in range(len(stages)))
-        _, buffers = plan_parts(net, batch, height, width, trial)
+        buffers = plan_parts(net, batch, height, width, trial).buffers
         room = budget if first_tile is not None else budget - buffers
         plan = []
         for index, stage in enumerate(stages):
@@ -137,8 +145,7 @@ def choose_plan(net: VGGFeatures, batch: int, height: int, width: int, budget: f
                 plan.append(_cores(net, stage, batch, size, room, min_tile))
         if None in plan[:tiled]:
             continue
-        working, _ = plan_parts(net, batch, height, width, tuple(plan))
-        if working <= room:
+        if plan_parts(net, batch, height, width, tuple(plan)).working <= room:
             return tuple(plan)
     return smallest_plan(net, min_tile)
 

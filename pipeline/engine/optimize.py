@@ -11,8 +11,10 @@ DeviceMemoryError, and the folder job stylizes its images one at a time (pipelin
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, NamedTuple, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -20,15 +22,23 @@ import torch.nn.functional as F
 from pipeline.config import CONTENT_LAYER, STYLE_LAYERS, EngineConfig, StyleConfig, StyleImage
 from pipeline.engine import memory
 from pipeline.engine.color import preserve_colors
-from pipeline.engine.device import cpu_has_native_bf16, gram_dtype, network_dtype, resolve_device
-from pipeline.engine.evaluate import Plan, Targets, TemporalTerm, Weights, evaluate, feature_statistics
+from pipeline.engine.device import gram_dtype, has_native_bf16, network_dtype, resolve_device
+from pipeline.engine.evaluate import (
+    FeatureStatistics,
+    Plan,
+    Targets,
+    TemporalTerm,
+    Weights,
+    evaluate,
+    feature_statistics,
+)
 from pipeline.engine.features import VGGFeatures, build_features
 from pipeline.engine.losses import content_loss, style_loss, tv_loss
 from pipeline.engine.style import StyleTarget
 from pipeline.errors import DeviceMemoryError, InputError, setting
 from pipeline.media.images import fit_long_side, load_rgb, resize
 
-__all__ = ["ProgressCallback", "Stylizer", "StylizeResult", "TemporalTerm", "scale_schedule"]
+__all__ = ["Level", "ProgressCallback", "Stylizer", "StylizeResult", "TemporalTerm", "loss_weights", "scale_schedule"]
 
 # Called after every network evaluation: (evaluations done, evaluations planned, loss tensor).
 # The loss is a tensor so that a caller who does not look at it costs no device synchronisation.
@@ -52,6 +62,9 @@ TRIM_PIXELS = 2**20
 CHANNELS_LAST = True
 
 
+T = TypeVar("T")
+
+
 @dataclass
 class StylizeResult:
     image: torch.Tensor  # [B, 3, H, W] in [0, 1], on the stylizer's device
@@ -59,8 +72,15 @@ class StylizeResult:
     evaluations: int
 
 
+class Level(NamedTuple):
+    """One level of the coarse-to-fine schedule."""
+
+    size: tuple[int, int]  # (height, width)
+    iterations: int  # evaluations spent at this size
+
+
 def scale_schedule(height: int, width: int, scales: int, iterations: int,
-                   refine_iterations: int = 0) -> list[tuple[tuple[int, int], int]]:
+                   refine_iterations: int = 0) -> list[Level]:
     """Sizes from coarse to fine, each half the next, with evaluations per size.
 
     ``scales`` coarse levels end at the largest level whose long side is at most ``BASE_SIDE`` (the
@@ -74,7 +94,7 @@ def scale_schedule(height: int, width: int, scales: int, iterations: int,
     """
     long_side = max(height, width)
     if scales <= 1:
-        return [((height, width), iterations)]
+        return [Level(size=(height, width), iterations=iterations)]
     top = 0  # the finest coarse level: long_side / 2**top
     while long_side / 2**top > BASE_SIDE:
         top += 1
@@ -88,11 +108,25 @@ def scale_schedule(height: int, width: int, scales: int, iterations: int,
     counts[-1] += iterations - sum(counts)  # rounding goes to the finest coarse level
     if counts[-1] < 1:  # fewer evaluations than levels: keep only the finest coarse level
         sizes, counts = sizes[-1:], [iterations]
-    schedule = list(zip(sizes, counts))
+    schedule = [Level(size=size, iterations=count) for size, count in zip(sizes, counts)]
     for step, level in enumerate(range(top - 1, -1, -1)):
         size = fit_long_side(height, width, round(long_side / 2**level)) if level else (height, width)
-        schedule.append((size, max(MIN_REFINE, refine_iterations >> step)))
+        schedule.append(Level(size=size, iterations=max(MIN_REFINE, refine_iterations >> step)))
     return schedule
+
+
+def loss_weights(config: StyleConfig) -> Weights:
+    """The weights of the loss terms, as ``config`` sets them."""
+    return Weights(content=config.content_weight, style=config.style_weight, tv=config.tv_weight,
+                   layers=tuple(config.style_layer_weights))
+
+
+@dataclass
+class _Fitted(Generic[T]):
+    """A computation that fitted in memory, and the plan it ran with (kept for the next ones of its size)."""
+
+    result: T
+    plan: Plan | None
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
@@ -102,7 +136,12 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 
 class Stylizer:
-    """Holds the frozen network and the style targets; ``stylize`` optimises a batch of images."""
+    """Holds the frozen network and the style targets; ``stylize`` optimises a batch of images.
+
+    Every style setting (loss weights, style scale, iterations, ...) is read from ``config`` when it
+    is used, never copied when the stylizer is built: ``with_config`` gives the same network and
+    style images other settings. Only the network (``engine``, ``config.pooling``) is fixed when built.
+    """
 
     def __init__(
         self,
@@ -116,14 +155,12 @@ class Stylizer:
         self.device = resolve_device(engine.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed shapes per job: let cuDNN pick its kernels
-        cpu_bf16 = self.device.type == "cpu" and cpu_has_native_bf16()
-        self.dtype = network_dtype(engine.precision, self.device.type, cpu_bf16)
-        self.gram_dtype = gram_dtype(self.dtype, self.device.type, cpu_bf16)
+        native_bf16 = has_native_bf16(self.device)
+        self.dtype = network_dtype(engine.precision, native_bf16)
+        self.gram_dtype = gram_dtype(self.dtype, self.device.type, native_bf16)
         if features is None:
             features = build_features((*STYLE_LAYERS, CONTENT_LAYER), engine.weights, config.pooling)
         self.features = features.variant(self.device, self.dtype, CHANNELS_LAST)
-        self.weights = Weights(config.content_weight, config.style_weight, config.tv_weight,
-                               tuple(config.style_layer_weights))
         self.memory_cap: float | None = None  # bytes, lowered when an evaluation ran out of memory
         self._told_tiles = False
         images, weights = [], []
@@ -134,7 +171,20 @@ class Stylizer:
             else:
                 images.append(item[0])
                 weights.append(item[1])
-        self.style = StyleTarget(self.features, images, weights, config.style_scale, plan_for=self.plan)
+        self.style = StyleTarget(self.features, images, weights, plan_for=self.plan)
+
+    def with_config(self, config: StyleConfig) -> Stylizer:
+        """This stylizer with other style settings: it shares the network and the style images' Gram
+        matrices (cached per size and style scale), so each setting of a preview costs no new set-up."""
+        if config.pooling != self.features.pooling:
+            raise ValueError(f"the network pools with {self.features.pooling}, the config with {config.pooling}")
+        other = copy.copy(self)
+        other.config = config
+        return other
+
+    def _style_grams(self, long_side: int) -> list[torch.Tensor]:
+        """The style targets for an output of this long side, at the config's style scale."""
+        return self.style.grams(long_side, self.config.style_scale)
 
     # ------------------------------------------------------------------ memory
 
@@ -193,21 +243,21 @@ class Stylizer:
             f"{memory.MIN_TILE} px tiles; use a smaller {size} (e.g. {size} {smaller})"
         )
 
-    def _retrying(self, compute: Callable[[Plan | None], object], plan: Plan | None, batch: int, height: int,
-                  width: int, on_notice: NoticeCallback | None) -> tuple[object, Plan | None]:
-        """``(compute(plan), the plan it ran with)``, retried with smaller plans while it runs out of memory."""
+    def _retrying(self, compute: Callable[[Plan | None], T], plan: Plan | None, batch: int, height: int,
+                  width: int, on_notice: NoticeCallback | None) -> _Fitted[T]:
+        """``compute(plan)`` and the plan it ran with, retried with smaller plans while it runs out of memory."""
         while True:
             try:
-                return compute(plan), plan
+                return _Fitted(result=compute(plan), plan=plan)
             except (torch.OutOfMemoryError, RuntimeError) as exc:
                 if not _is_out_of_memory(exc):
                     raise
                 plan = self._retry_smaller(plan, batch, height, width, on_notice)
 
-    def _fitting(self, compute: Callable[[Plan | None], object], batch: int, height: int, width: int,
-                 on_notice: NoticeCallback | None):
+    def _fitting(self, compute: Callable[[Plan | None], T], batch: int, height: int, width: int,
+                 on_notice: NoticeCallback | None) -> T:
         """``compute(plan)`` with the plan for this size, retried with smaller plans while it runs out of memory."""
-        return self._retrying(compute, self.plan(batch, height, width), batch, height, width, on_notice)[0]
+        return self._retrying(compute, self.plan(batch, height, width), batch, height, width, on_notice).result
 
     # ------------------------------------------------------------------ stylize
 
@@ -238,21 +288,21 @@ class Stylizer:
         scales = cfg.scales if scales is None else scales
         content = content.to(self.device, non_blocking=True)
         schedule = scale_schedule(height, width, scales, iterations, cfg.refine_iterations)
-        total = sum(count for _, count in schedule)
-        x = self._initial(content, init, schedule[0][0])
+        total = sum(level.iterations for level in schedule)
+        x = self._initial(content, init, schedule[0].size)
         done, losses = 0, {}
-        for size, count in schedule:
+        for level in schedule:
             # Each level's start is a new tensor that the level optimises in place: at 12 MP a copy
             # kept beside it would be one more 144 MB image.
-            x = resize(x, size)
-            x, losses = self._optimize_at(x, resize(content, size), temporal, count, done, total, on_progress,
-                                          on_notice)
+            x = resize(x, level.size)
+            x, losses = self._optimize_at(x, resize(content, level.size), temporal, level.iterations, done, total,
+                                          on_progress, on_notice)
             memory.give_back_freed(self.device)  # the level's optimiser state, before the next, larger level
-            done += count
+            done += level.iterations
         image = x.detach().clamp(0, 1)
         if cfg.preserve_colors:
             image = preserve_colors(image, content)
-        return StylizeResult(image, {k: float(v) for k, v in losses.items()}, done)
+        return StylizeResult(image=image, losses={k: float(v) for k, v in losses.items()}, evaluations=done)
 
     def _initial(self, content: torch.Tensor, init: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
         """The starting image at ``size``: a tensor of its own (the optimiser changes it in place)."""
@@ -272,10 +322,11 @@ class Stylizer:
     def _content_target(self, content: torch.Tensor, on_notice: NoticeCallback | None) -> torch.Tensor:
         batch, (height, width) = content.shape[0], content.shape[-2:]
 
-        def compute(plan):
-            return feature_statistics(self.features, content, self.gram_dtype, plan, keep=(CONTENT_LAYER,))[1]
+        def compute(plan: Plan | None) -> torch.Tensor:
+            stats = feature_statistics(self.features, content, self.gram_dtype, plan, keep=(CONTENT_LAYER,))
+            return stats.maps[CONTENT_LAYER]
 
-        return self._fitting(compute, batch, height, width, on_notice)[CONTENT_LAYER].detach()
+        return self._fitting(compute, batch, height, width, on_notice).detach()
 
     @torch.no_grad()
     def measure(self, image: torch.Tensor, content: torch.Tensor) -> dict[str, list[float]]:
@@ -286,30 +337,33 @@ class Stylizer:
         """
         image, content = image.to(self.device), content.to(self.device)
         batch, (height, width) = image.shape[0], image.shape[-2:]
-        style_targets = self.style.grams(max(height, width))
+        style_targets = self._style_grams(max(height, width))
         target = self._content_target(content, None)
 
-        def compute(plan):
+        def compute(plan: Plan | None) -> FeatureStatistics:
             return feature_statistics(self.features, image, self.gram_dtype, plan, keep=(CONTENT_LAYER,))
 
-        grams, maps = self._fitting(compute, batch, height, width, None)
+        stats = self._fitting(compute, batch, height, width, None)
         terms = {
-            "content": content_loss(maps[CONTENT_LAYER], target),
-            "style": style_loss(grams, style_targets, self.weights.layers),
+            "content": content_loss(stats.maps[CONTENT_LAYER], target),
+            "style": style_loss(stats.grams, style_targets, loss_weights(self.config).layers),
             "tv": tv_loss(image),
         }
         return {name: value.float().cpu().tolist() for name, value in terms.items()}
 
     def _optimize_at(self, x, content, temporal, count, done, total, on_progress, on_notice):
         cfg = self.config
+        # The loss's weights and its gradient's come from one place: the config this level optimises with.
+        weights = loss_weights(cfg)
         batch, (height, width) = content.shape[0], content.shape[-2:]
-        targets = Targets(self._content_target(content, on_notice), self.style.grams(max(height, width)))
+        targets = Targets(content=self._content_target(content, on_notice),
+                          style=self._style_grams(max(height, width)))
         term = None
         if temporal is not None and temporal.weight > 0:
             warped = resize(temporal.warped.to(self.device), (height, width))
             mask = F.interpolate(temporal.mask.to(self.device), size=(height, width), mode="bilinear",
                                  align_corners=False)
-            term = TemporalTerm(warped, mask, temporal.weight)
+            term = TemporalTerm(warped=warped, mask=mask, weight=temporal.weight)
         x = x.detach().contiguous().requires_grad_(True)
         plan = self.plan(batch, height, width)
         evaluations = 0
@@ -320,14 +374,14 @@ class Stylizer:
 
             def attempt(tiles: Plan | None) -> dict[str, torch.Tensor]:
                 optimizer.zero_grad(set_to_none=True)  # a failed attempt may have left part of a gradient
-                return evaluate(self.features, x, targets, self.weights, self.gram_dtype, tiles, term)
+                return evaluate(self.features, x, targets, weights, self.gram_dtype, tiles, term)
 
-            # The plan that worked is kept for the next evaluations of this level.
-            terms, plan = self._retrying(attempt, plan, batch, height, width, on_notice)
+            fitted = self._retrying(attempt, plan, batch, height, width, on_notice)
+            terms, plan = fitted.result, fitted.plan  # the plan that worked is kept for the next evaluations
             if height * width >= TRIM_PIXELS:
                 memory.give_back_freed(self.device)  # the evaluation's freed tiles and maps
-            loss = (cfg.content_weight * terms["content"] + cfg.style_weight * terms["style"]
-                    + cfg.tv_weight * terms["tv"])
+            loss = (weights.content * terms["content"] + weights.style * terms["style"]
+                    + weights.tv * terms["tv"])
             if term is not None:
                 loss = loss + term.weight * terms["temporal"]
             loss = loss.sum()  # independent images: the sum keeps their gradients independent

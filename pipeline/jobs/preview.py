@@ -12,7 +12,6 @@ a video job folder, so a real job started afterwards sees no earlier work to res
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import time
@@ -32,7 +31,7 @@ from pipeline.config import (
     StyleConfig,
     VideoConfig,
 )
-from pipeline.errors import ConfigError, InputError, OutputExistsError, setting
+from pipeline.errors import ConfigError, InputError, OutputExistsError, render, setting
 from pipeline.events import (
     EventCallback,
     ItemDone,
@@ -54,6 +53,16 @@ TEXT_HEADER = "# stylize preview sheet"  # first line of the .txt beside the she
 # machine is faster); the set-up before the first tile (network, style images, samples) a few seconds.
 CPU_SECONDS_PER_ITERATION_128 = 0.07
 CPU_SETUP_SECONDS = 4.0
+
+# How a tile's settings are named on the sheet and in its commands: the settings themselves
+# (pipeline.errors.setting), shown as the caller's ``name_of`` names them (the CLI: its flags).
+NameOf = Callable[[str], str | None]
+_STYLE_WEIGHT, _STYLE_SCALE = setting("StyleConfig.style_weight"), setting("StyleConfig.style_scale")
+
+
+def _own_names(_setting: str) -> None:
+    """The default ``name_of``: each setting by its own name ("StyleConfig.style_weight")."""
+    return None
 
 
 @dataclass(frozen=True)
@@ -216,19 +225,20 @@ def sample_video(info, count: int, size: int) -> list[Sample]:
 # ------------------------------------------------------------------------------------------ the sheet
 
 
-def tile_labels(index: int, sample: Sample, tile: TileSettings, style_names: Sequence[str]) -> list[str]:
-    """The lines under a tile: its number and input, then the options that made it."""
+def tile_labels(index: int, sample: Sample, tile: TileSettings, style_names: Sequence[str],
+                name_of: NameOf = _own_names) -> list[str]:
+    """The lines under a tile: its number and input, then the settings that made it, named by ``name_of``."""
     lines = [f"#{index} {sample.name}"]
     if len(style_names) > 1:
         lines.append(f"style {style_names[tile.style]}")
-    lines += [f"--style-weight {tile.style_weight:g}", f"--style-scale {tile.style_scale:g}"]
-    return lines
+    lines += [f"{_STYLE_WEIGHT} {tile.style_weight:g}", f"{_STYLE_SCALE} {tile.style_scale:g}"]
+    return [render(line, name_of) for line in lines]
 
 
-def options_text(tile: TileSettings, style_names: Sequence[str]) -> str:
-    """The tile's settings as options (the fallback when the caller gives no full command)."""
+def options_text(tile: TileSettings, style_names: Sequence[str], name_of: NameOf = _own_names) -> str:
+    """The tile's settings, named by ``name_of`` (the fallback when the caller gives no full command)."""
     style = f"style {style_names[tile.style]} " if len(style_names) > 1 else ""
-    return f"{style}--style-weight {tile.style_weight:g} --style-scale {tile.style_scale:g}"
+    return render(f"{style}{_STYLE_WEIGHT} {tile.style_weight:g} {_STYLE_SCALE} {tile.style_scale:g}", name_of)
 
 
 def _commands_text(sheet: Path, records: list[dict]) -> str:
@@ -246,8 +256,10 @@ def _title(input_path: Path, job: JobConfig, tiles: int, preview: PreviewConfig)
 
 def make_sheet(samples: Sequence[Sample], job: JobConfig, preview: PreviewConfig, grid: Sequence[TileSettings],
                columns: int, sheet: Path, *, title: str = "", command_for: Callable[[TileSettings], str] | None = None,
-               on_event: EventCallback = ignore) -> PreviewSummary:
-    """Stylize every sample at every setting of ``grid``, compose the sheet, write it and its .txt."""
+               name_of: NameOf = _own_names, on_event: EventCallback = ignore) -> PreviewSummary:
+    """Stylize every sample at every setting of ``grid``, compose the sheet, write it and its .txt.
+
+    ``name_of`` names the settings in the tiles' labels and options (the CLI passes its flags)."""
     from pipeline.engine.features import build_features
     from pipeline.engine.optimize import Stylizer
     from pipeline.media.images import atomic_write, load_rgb, to_uint8
@@ -258,11 +270,11 @@ def make_sheet(samples: Sequence[Sample], job: JobConfig, preview: PreviewConfig
         if not Path(style.path).is_file():
             raise InputError(f"{style.path}: style image not found")
     style_images = [load_rgb(s.path) for s in job.styles]
-    # One network for the whole sheet, and one Stylizer (style Gram matrices) per style image and
-    # --style-scale; the style weight is only read from the config while optimising, so a tile
-    # that differs by its weight alone gets a shallow copy with its own config.
+    # One network for the whole sheet, and one Stylizer per style image, whose style Gram matrices
+    # are computed once per size and style scale; each tile optimises with its own config
+    # (Stylizer.with_config): every setting is read from it, so each tile is its own picture.
     features = build_features((*STYLE_LAYERS, CONTENT_LAYER), job.engine.weights, job.style.pooling)
-    stylizers: dict[tuple[int, float], Stylizer] = {}
+    stylizers: dict[int, Stylizer] = {}
     base = job.style.replace(size=preview.size, iterations=preview.iterations)
     total = len(samples) * len(grid)
     on_event(JobStarted("preview", total, "tile", f"preview ({total} tiles)"))
@@ -273,19 +285,18 @@ def make_sheet(samples: Sequence[Sample], job: JobConfig, preview: PreviewConfig
         for tile in grid:
             index = len(tiles) + 1
             config = base.replace(style_weight=tile.style_weight, style_scale=tile.style_scale)
-            key = (tile.style, tile.style_scale)
-            if key not in stylizers:
-                stylizers[key] = Stylizer([(style_images[tile.style], 1.0)], config, job.engine, features=features)
-            stylizer = copy.copy(stylizers[key])
-            stylizer.config = config
+            if tile.style not in stylizers:
+                stylizers[tile.style] = Stylizer([(style_images[tile.style], 1.0)], config, job.engine,
+                                                 features=features)
+            stylizer = stylizers[tile.style].with_config(config)
             device = str(stylizer.device)
             name = f"#{index} {sample.name}"
             on_event(ItemStarted(name, config.iterations))
             began = time.perf_counter()
             result = stylizer.stylize(sample.rgb, on_progress=lambda d, t, loss: on_event(Iteration(d, t, loss)))
             tiles.append(to_uint8(result.image.cpu()))
-            labels.append(tile_labels(index, sample, tile, style_names))
-            options = options_text(tile, style_names)
+            labels.append(tile_labels(index, sample, tile, style_names, name_of))
+            options = options_text(tile, style_names, name_of)
             records.append({"tile": index, "input": sample.name, "options": options,
                             "style_weight": tile.style_weight, "style_scale": tile.style_scale,
                             "style": str(job.styles[tile.style].path),
@@ -300,14 +311,15 @@ def make_sheet(samples: Sequence[Sample], job: JobConfig, preview: PreviewConfig
 
 
 def _grid_sheet(input_path: Path, samples: Sequence[Sample], job: JobConfig, preview: PreviewConfig, sheet: Path,
-                command_for: Callable[[TileSettings], str] | None, on_event: EventCallback) -> PreviewSummary:
+                command_for: Callable[[TileSettings], str] | None, name_of: NameOf,
+                on_event: EventCallback) -> PreviewSummary:
     """The settings grid over ``samples``: announced (with its time estimate), stylized and laid out."""
     grid, columns = settings_grid(job.style, len(job.styles), preview, one_sample=len(samples) == 1)
     total = len(samples) * len(grid)
     on_event(PreviewPlanned(total, preview.size, preview.iterations,
                             cpu_seconds(total, preview.iterations, preview.size), sheet))
     return make_sheet(samples, job, preview, grid, columns, sheet, title=_title(input_path, job, total, preview),
-                      command_for=command_for, on_event=on_event)
+                      command_for=command_for, name_of=name_of, on_event=on_event)
 
 
 def _finish(summary: PreviewSummary, skipped: list[tuple[str, str]], started: float,
@@ -320,7 +332,7 @@ def _finish(summary: PreviewSummary, skipped: list[tuple[str, str]], started: fl
 
 def preview_images(input_path: Path, output: Path, job: JobConfig, preview: PreviewConfig = PreviewConfig(), *,
                    folder: FolderConfig = FolderConfig(), sheet: Path | None = None, overwrite: bool = False,
-                   command_for: Callable[[TileSettings], str] | None = None,
+                   command_for: Callable[[TileSettings], str] | None = None, name_of: NameOf = _own_names,
                    on_event: EventCallback = ignore) -> PreviewSummary:
     """The preview of ``stylize-images INPUT STYLE OUTPUT``: INPUT an image file or a folder."""
     from pipeline.jobs.folder_plan import plan_folder
@@ -339,13 +351,13 @@ def preview_images(input_path: Path, output: Path, job: JobConfig, preview: Prev
                                          preview.size, on_event)
     else:
         samples, skipped = [_sample_image(input_path, input_path.name, preview.size)], []
-    summary = _grid_sheet(input_path, samples, job, preview, sheet, command_for, on_event)
+    summary = _grid_sheet(input_path, samples, job, preview, sheet, command_for, name_of, on_event)
     return _finish(summary, skipped, started, on_event)
 
 
 def preview_video(input_path: Path, output: Path, job: JobConfig, preview: PreviewConfig = PreviewConfig(), *,
                   video: VideoConfig = VideoConfig(), sheet: Path | None = None, overwrite: bool = False,
-                  command_for: Callable[[TileSettings], str] | None = None,
+                  command_for: Callable[[TileSettings], str] | None = None, name_of: NameOf = _own_names,
                   on_event: EventCallback = ignore) -> PreviewSummary:
     """The preview of ``stylize-video INPUT STYLE OUTPUT``: frames spread over the chosen range
     (--start, --duration, --max-frames), each stylized from its own content (no temporal chain)."""
@@ -358,5 +370,5 @@ def preview_video(input_path: Path, output: Path, job: JobConfig, preview: Previ
     check_sheet_path(sheet, input_path, output, is_frame_folder(output), [s.path for s in job.styles], overwrite)
     info = probe(input_path, FrameWindow(video.start, video.duration, video.max_frames), video.fps)
     samples = sample_video(info, preview.samples, preview.size)
-    summary = _grid_sheet(input_path, samples, job, preview, sheet, command_for, on_event)
+    summary = _grid_sheet(input_path, samples, job, preview, sheet, command_for, name_of, on_event)
     return _finish(summary, [], started, on_event)

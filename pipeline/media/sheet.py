@@ -7,6 +7,7 @@ their labels; writing adds the text metadata (PNG tEXt chunks) that carries the 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +42,52 @@ def _fit_text(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
     return head + "..." + tail
 
 
+@dataclass(frozen=True)
+class Box:
+    """A rectangle of the sheet in pixels: ``sheet[top:bottom, left:right]``."""
+
+    left: int
+    top: int
+    right: int
+    bottom: int
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything goes on a sheet: pure arithmetic (``layout``), so a reader can find each tile."""
+
+    width: int
+    height: int
+    line: int  # the height of one line of text
+    cells: list[Box]  # one per tile, row by row: all as large as the largest tile, its labels below
+    tiles: list[Box]  # one per tile: where its picture lies, centred in its cell
+
+
+def layout(tile_sizes: Sequence[tuple[int, int]], label_lines: int, columns: int, title: bool) -> Layout:
+    """The layout of a sheet of tiles of these ``(height, width)`` sizes, row by row, ``columns`` per row,
+    with up to ``label_lines`` lines of label under each and (``title``) a line of title on top."""
+    line = _line_height(_font())
+    cell_w = max(w for _, w in tile_sizes)
+    cell_h = max(h for h, _ in tile_sizes)
+    label_h = line * label_lines + GAP
+    title_h = line + GAP if title else 0
+    rows = -(-len(tile_sizes) // columns)
+    cells, pictures = [], []
+    for i, (h, w) in enumerate(tile_sizes):
+        row, col = divmod(i, columns)
+        x = GAP + col * (cell_w + GAP)
+        y = GAP + title_h + row * (cell_h + label_h + GAP)
+        cells.append(Box(left=x, top=y, right=x + cell_w, bottom=y + cell_h))
+        left, top = x + (cell_w - w) // 2, y + (cell_h - h) // 2
+        pictures.append(Box(left=left, top=top, right=left + w, bottom=top + h))
+    return Layout(width=columns * (cell_w + GAP) + GAP, height=GAP + title_h + rows * (cell_h + label_h + GAP),
+                  line=line, cells=cells, tiles=pictures)
+
+
 def compose_sheet(
     tiles: Sequence[np.ndarray], labels: Sequence[Sequence[str]], columns: int, title: str = ""
 ) -> Image.Image:
-    """Lay ``tiles`` (uint8 ``[H, W, 3]``, any sizes) out row by row, ``columns`` per row.
+    """Lay ``tiles`` (uint8 ``[H, W, 3]``, any sizes) out row by row, ``columns`` per row (``layout``).
 
     Every cell has the size of the largest tile (smaller ones are centred on grey), so the cells of
     the sheet are equal; ``labels[i]`` are the lines written under tile ``i``. ``title`` goes on
@@ -55,26 +98,18 @@ def compose_sheet(
     if columns < 1:
         raise ValueError(f"columns must be at least 1 (got {columns})")
     font = _font()
-    line = _line_height(font)
-    cell_w = max(t.shape[1] for t in tiles)
-    cell_h = max(t.shape[0] for t in tiles)
-    label_h = line * max(len(lines) for lines in labels) + GAP
-    title_h = line + GAP if title else 0
-    rows = -(-len(tiles) // columns)
-    sheet = Image.new("RGB", (columns * (cell_w + GAP) + GAP, GAP + title_h + rows * (cell_h + label_h + GAP)),
-                      BACKGROUND)
+    plan = layout([(t.shape[0], t.shape[1]) for t in tiles], max(len(lines) for lines in labels), columns,
+                  bool(title))
+    sheet = Image.new("RGB", (plan.width, plan.height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     if title:
         draw.text((GAP, GAP), _fit_text(draw, title, font, sheet.width - 2 * GAP), fill=TEXT, font=font)
-    for i, (tile, lines) in enumerate(zip(tiles, labels)):
-        row, col = divmod(i, columns)
-        x = GAP + col * (cell_w + GAP)
-        y = GAP + title_h + row * (cell_h + label_h + GAP)
-        draw.rectangle((x, y, x + cell_w - 1, y + cell_h - 1), fill=CELL_BACKGROUND)
-        h, w = tile.shape[:2]
-        sheet.paste(Image.fromarray(np.ascontiguousarray(tile)), (x + (cell_w - w) // 2, y + (cell_h - h) // 2))
+    for tile, lines, cell, picture in zip(tiles, labels, plan.cells, plan.tiles):
+        draw.rectangle((cell.left, cell.top, cell.right - 1, cell.bottom - 1), fill=CELL_BACKGROUND)
+        sheet.paste(Image.fromarray(np.ascontiguousarray(tile)), (picture.left, picture.top))
         for k, text in enumerate(lines):
-            draw.text((x, y + cell_h + 2 + k * line), _fit_text(draw, text, font, cell_w), fill=TEXT, font=font)
+            draw.text((cell.left, cell.bottom + 2 + k * plan.line), _fit_text(draw, text, font, cell.right - cell.left),
+                      fill=TEXT, font=font)
     return sheet
 
 

@@ -36,6 +36,10 @@ def test_images_preview_one_row_per_style_and_exact_commands(tmp_path, content_f
     assert f"Wrote preview sheet {sheet}" in proc.stderr and not out.exists()
     commands = [line for line in proc.stdout.splitlines() if line.startswith("stylize-images")]
     assert commands == (tmp_path / "out.preview.txt").read_text().splitlines()[3::2]
+    # Each tile's settings are named as the command's flags (the library names the settings themselves).
+    assert [line for line in proc.stdout.splitlines() if line.startswith("# tile")] == [
+        f"# tile {i}: content.png: style {style.name} --style-weight {weight} --style-scale 1"
+        for i, (style, weight) in enumerate([(style_file, 1), (style_file, 9), (style_file2, 1), (style_file2, 9)], 1)]
     assert [t["command"] for t in json.loads(png_text(sheet)[SHEET_KEY])["tiles"]] == commands
     # Tiles row by row: style 1 at weights 1 and 9, then style 2 alone (not blended) at 1 and 9.
     expected = [(style_file, 1.0), (style_file, 9.0), (style_file2, 1.0), (style_file2, 9.0)]

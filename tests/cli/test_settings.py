@@ -104,3 +104,31 @@ def test_library_messages_show_the_commands_flags():
     message = f"{setting('StyleConfig.iterations')} and {setting('overwrite')}"
     assert video.OPTIONS.text(message) == "--first-iterations and --overwrite"
     assert images.OPTIONS.text(message) == "--iterations and --overwrite"
+
+
+def test_the_engines_messages_read_as_before_on_the_command_line(tmp_path, monkeypatch):
+    """The device's and the weights' messages name their settings; each command shows its own flags,
+    so the user reads exactly the lines these messages had when they quoted the flags themselves."""
+    import torch
+
+    from cli import images, video
+    from pipeline.engine.device import resolve_device
+    from pipeline.engine.weights import load_weights
+    from pipeline.errors import StylizeError
+
+    listed = tmp_path / "list.pth"
+    torch.save([1, 2], listed)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    expected = {
+        lambda: resolve_device("cuda"): "--device cuda: no CUDA GPU is available here (use --device cpu or auto)",
+        lambda: resolve_device("tpu"): "--device 'tpu': expected auto, cpu, cuda or cuda:N",
+        lambda: load_weights("no-such-source"):
+            "--weights 'no-such-source': not 'original', 'torchvision' or an existing state-dict file",
+        lambda: load_weights(str(listed)): f"--weights {listed}: expected a state dict, found list",
+    }
+    for fails, line in expected.items():
+        with pytest.raises(StylizeError) as err:
+            fails()
+        assert "--" not in str(err.value)  # the library itself names no flag
+        for command in (images.OPTIONS, video.OPTIONS):
+            assert err.value.render(command.flag_of) == line

@@ -121,6 +121,6 @@ def test_closed_form_pixel_terms_equal_autograd():
                                lambda a: temporal_loss_and_gradient(a, warped, mask))):
         expected = reference(x)
         (grad,) = torch.autograd.grad(expected.sum(), x)
-        loss, closed_grad = closed(x.detach())
-        assert torch.allclose(loss, expected.detach(), rtol=1e-12, atol=0)
-        assert torch.allclose(closed_grad, grad, rtol=1e-12, atol=1e-15)
+        term = closed(x.detach())
+        assert torch.allclose(term.loss, expected.detach(), rtol=1e-12, atol=0)
+        assert torch.allclose(term.gradient, grad, rtol=1e-12, atol=1e-15)

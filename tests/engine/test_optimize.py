@@ -72,12 +72,25 @@ def test_adam_lowers_the_loss(features):
 def test_blend_with_weights_one_zero_equals_single_style(features):
     single = make(features, styles=[(STYLE_A, 1.0)])
     blend = make(features, styles=[(STYLE_A, 1.0), (STYLE_B, 0.0)])
-    for a, b in zip(single.style.grams(64), blend.style.grams(64)):
+    for a, b in zip(single.style.grams(64, 1.0), blend.style.grams(64, 1.0)):
         assert torch.equal(a, b)
     ra, rb = single.stylize(CONTENT), blend.stylize(CONTENT)
     assert torch.allclose(ra.image, rb.image, atol=1e-5)
     mixed = make(features, styles=[(STYLE_A, 1.0), (STYLE_B, 1.0)])
-    assert not torch.allclose(mixed.style.grams(64)[0], single.style.grams(64)[0])
+    assert not torch.allclose(mixed.style.grams(64, 1.0)[0], single.style.grams(64, 1.0)[0])
+
+
+def test_a_stylizer_reads_its_settings_from_its_config_each_time(features):
+    """Stylizer.with_config (one network and style image, other settings, as the preview's tiles): the
+    copy's loss weights and style scale are its config's, exactly as a stylizer built with that config."""
+    base = make(features, iterations=6)
+    changed = base.config.replace(style_weight=9 * base.config.style_weight, tv_weight=0.0, style_scale=2.0)
+    swapped, fresh = base.with_config(changed), make(features, iterations=6, style_weight=changed.style_weight,
+                                                  tv_weight=0.0, style_scale=2.0)
+    assert torch.equal(swapped.stylize(CONTENT).image, fresh.stylize(CONTENT).image)
+    assert not torch.equal(swapped.stylize(CONTENT).image, base.stylize(CONTENT).image)
+    assert swapped.measure(CONTENT, CONTENT) == fresh.measure(CONTENT, CONTENT)
+    assert swapped.style is base.style  # shared: the style's Gram matrices, once per size and style scale
 
 
 @pytest.mark.slow

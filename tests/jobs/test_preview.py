@@ -27,12 +27,16 @@ from pipeline.jobs.preview import (
     spread_indices,
 )
 from pipeline.media.images import fit_long_side, from_uint8, resize
-from pipeline.media.sheet import png_text
+from pipeline.media.sheet import layout, png_text
 from pipeline.media.video import decode_frames, probe
 from tests.conftest import pattern
 from tests.media.test_video import make_video
 
 TINY = PreviewConfig(size=32, iterations=2, samples=3, style_weights=(1.0, 9.0), style_scales=(1.0,))
+# Enough evaluations for the style weight to show: after 2, L-BFGS has taken one step of unit L1 norm
+# over the whole image and every tile is still the content to within a grey level.
+SHOWN = PreviewConfig(size=32, iterations=10, samples=3, style_weights=(1.0, 9.0), style_scales=(1.0,))
+FLAGS = {"StyleConfig.style_weight": "--style-weight", "StyleConfig.style_scale": "--style-scale"}.get  # as the CLI's
 
 
 def job_for(*styles: Path) -> JobConfig:
@@ -86,8 +90,8 @@ def test_image_preview_writes_one_labelled_sheet_and_nothing_else(tmp_path, cont
     out = tmp_path / "out.png"
     before = files_in(tmp_path)
     events = []
-    summary = preview_images(content_file, out, job_for(style_file), TINY, on_event=events.append,
-                             command_for=lambda t: f"run --style-weight {t.style_weight:g}")
+    summary = preview_images(content_file, out, job_for(style_file), SHOWN, on_event=events.append,
+                             command_for=lambda t: f"run --style-weight {t.style_weight:g}", name_of=FLAGS)
     sheet = tmp_path / "out.preview.png"
     assert files_in(tmp_path) - before == {"out.preview.png", "out.preview.txt"}  # no OUTPUT, no manifest
     image = Image.open(sheet)
@@ -103,11 +107,17 @@ def test_image_preview_writes_one_labelled_sheet_and_nothing_else(tmp_path, cont
     assert len(planned) == 1 and planned[0].tiles == 2 and planned[0].size == 32
     assert [e.total for e in events if isinstance(e, JobStarted)] == [2]
     assert len([e for e in events if isinstance(e, ItemDone)]) == 2
-    # Two weights nine times apart give visibly different tiles.
+    # Two weights nine times apart give visibly different tiles: each tile is stylized with its own
+    # settings. The tiles are found where the sheet's layout put them (32x24 px each, 3 label lines).
+    plan = layout([(24, 32)] * 2, label_lines=3, columns=2, title=True)
+    assert image.size == (plan.width, plan.height)
     px = np.asarray(image.convert("RGB"), dtype=np.float32)
-    assert np.abs(px[10:30, 6:30] - px[10:30, 42:66]).mean() > 1
-    # A second preview replaces its own sheet without --overwrite.
-    preview_images(content_file, out, job_for(style_file), TINY)
+    first, second = (px[box.top:box.bottom, box.left:box.right] for box in plan.tiles)
+    assert np.abs(first - second).mean() > 2
+    # Without the CLI's flags, the labels name the settings themselves.
+    preview_images(content_file, out, job_for(style_file), TINY)  # replaces its own sheet without --overwrite
+    assert "# tile 2: content.png: StyleConfig.style_weight 9 StyleConfig.style_scale 1\n" in (
+        tmp_path / "out.preview.txt").read_text()
 
 
 def make_folder(root: Path, bad: set[str]) -> Path:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.media.sheet import GAP, compose_sheet, png_text, save_sheet
+from pipeline.media.sheet import GAP, compose_sheet, layout, png_text, save_sheet
 
 
 def tile(width, height, value):
@@ -66,3 +66,15 @@ def test_a_long_label_is_shortened_in_the_middle():
     assert draw.textlength(short, font=font) <= 100 and "..." in short
     assert short.startswith("#1 h") and short.endswith(" s")
     assert _fit_text(draw, "fits", font, 100) == "fits"
+
+
+def test_the_layout_says_where_each_tile_lies():
+    tiles = [tile(40, 30, 10), tile(40, 30, 60), tile(20, 30, 110)]
+    labels = [["#1", "a"], ["#2", "b"], ["#3", "c"]]
+    sheet = np.asarray(compose_sheet(tiles, labels, columns=2, title="a title"))
+    plan = layout([(30, 40), (30, 40), (30, 20)], label_lines=2, columns=2, title=True)
+    assert sheet.shape[:2] == (plan.height, plan.width)
+    for picture, cell, value in zip(plan.tiles, plan.cells, (10, 60, 110)):
+        assert (sheet[picture.top:picture.bottom, picture.left:picture.right] == value).all()
+        assert cell.left <= picture.left and picture.right <= cell.right  # inside its cell
+    assert plan.tiles[2].left == plan.cells[2].left + 10  # the narrow tile centred in its cell
