@@ -23,8 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
+from torch import nn
 
 from pipeline.config import CONTENT_LAYER, STYLE_LAYERS
 from pipeline.engine.features import RunResult, Stage, VGGFeatures
@@ -78,7 +80,7 @@ def evaluate(net: VGGFeatures, x: torch.Tensor, targets: Targets, weights: Weigh
              plan: Plan | None = None, temporal: TemporalTerm | None = None) -> dict[str, torch.Tensor]:
     """The loss terms ``[B]`` (unweighted, detached) of images ``x`` ``[B, 3, H, W]``; adds the gradient of
     the weighted total, summed over the batch, to ``x.grad``."""
-    if is_untiled(plan):
+    if plan is None or is_untiled(plan):
         feats = net(x)
         terms = {
             "content": content_loss(feats[CONTENT_LAYER], targets.content),
@@ -98,6 +100,7 @@ def evaluate(net: VGGFeatures, x: torch.Tensor, targets: Targets, weights: Weigh
 
 def _add_gradient(x: torch.Tensor, weight: float, term: LossAndGradient) -> torch.Tensor:
     """Adds ``weight`` times a term's gradient to ``x.grad``; returns the term's loss."""
+    assert x.grad is not None  # the network's part of the gradient is already there
     x.grad.add_(term.gradient, alpha=weight)
     return term.loss
 
@@ -115,7 +118,7 @@ def feature_statistics(net: VGGFeatures, image: torch.Tensor, gram_dtype: torch.
                        keep: Sequence[str] = ()) -> FeatureStatistics:
     """Gram matrices of ``STYLE_LAYERS`` and the whole maps of the ``keep`` layers of ``image``, tile by
     tile where ``plan`` says so (a style image or a content image at full resolution)."""
-    if is_untiled(plan):
+    if plan is None or is_untiled(plan):
         feats = net(image)
         return FeatureStatistics(grams=[gram(feats[n], gram_dtype) for n in STYLE_LAYERS],
                                  maps={n: feats[n] for n in keep})
@@ -201,10 +204,10 @@ class _TiledEvaluation:
         whole_map[..., whole.rows, whole.cols] = part
         return whole_map
 
-    def _denominators(self) -> dict[str, float]:
+    def _denominators(self) -> dict[str, int]:
         """C*h*w of every wanted layer of the whole image: the Gram matrices' normalisation."""
         result = {}
-        channels = {name: m.out_channels for name, m in self.net.stack.named_children() if name.startswith("conv")}
+        channels = {name: m.out_channels for name, m in self.net.stack.named_children() if isinstance(m, nn.Conv2d)}
         for stage in self.stages:
             sh, sw = self._map_size(stage)
             for layer in stage.layers:
@@ -216,8 +219,10 @@ class _TiledEvaluation:
 
     def _forward(self, keep: Sequence[str] = ()) -> list[StageRecord]:
         """Pass 1: each stage whole (with a graph, when grads are enabled) or tiled (without)."""
-        records, inp = [], self.image
+        records: list[StageRecord] = []
+        inp: torch.Tensor | None = self.image
         for index, (stage, core) in enumerate(zip(self.stages, self.plan)):
+            assert inp is not None  # only the last stage's output may be left out
             if core is None:
                 record = self._forward_whole(stage, inp)
             else:
@@ -283,7 +288,8 @@ class _TiledEvaluation:
         energy = targets.content.float().pow(2).flatten(1).mean(1).clamp_min(1e-12)
         tiled_content = _TiledContent(target=targets.content, weight=weights.content, energy=energy,
                                       loss=torch.zeros(self.image.shape[0], device=self.image.device))
-        self._pass_2(records, tiled_content)
+        # The same list, whose entries pass 2 lets go one by one (a copy would keep them all alive).
+        self._pass_2(cast(list[StageRecord | None], records), tiled_content)
         return {"content": content if content is not None else tiled_content.loss, "style": style}
 
     def _loss_from_pass_1(self, records: list[StageRecord], targets: Targets,
@@ -314,6 +320,7 @@ class _TiledEvaluation:
             # Each stage's record is let go once its pass 2 is done: at 12 MP the whole-image buffer
             # between the stages is 192 MB that the first stage's pass 2 no longer needs.
             record, records[index] = records[index], None
+            assert record is not None  # each stage's record is read once, here
             if core is None:
                 grad_out = self._backward_whole(stage, record, grad_out)
             else:
@@ -326,6 +333,7 @@ class _TiledEvaluation:
         """A whole stage's pass 2, through the graph kept from pass 1 (the loss's own backward already went
         through it): the gradient w.r.t. its input, or None for the first (it went into the image's grad)."""
         if grad_out is not None:
+            assert record.output is not None  # a stage before another keeps its output
             torch.autograd.backward(record.output, grad_out)
         return None if stage.start == 0 else record.input.grad
 
@@ -341,6 +349,7 @@ class _TiledEvaluation:
             window = tile.read()
             piece = inp.detach()[..., window.rows, window.cols].requires_grad_(True)
             self._backward_tile(stage, tile, piece, grams, grad_out, content)
+            assert piece.grad is not None  # every tile reaches some owned position the loss reads
             grad_in[..., window.rows, window.cols] += piece.grad
         # The next stage lays this gradient into tiles of the network's dtype: kept in that dtype,
         # the same values take half the memory (the fp32 sum was for the halos' overlaps).
@@ -375,9 +384,10 @@ class _TiledEvaluation:
         # Gradients are laid into a whole-tile tensor of the layer's own layout: slicing the layer
         # inside the graph would hand autograd a gradient of the other layout.
         grad = None
-        if name in STYLE_LAYERS and grams[name].grad is not None:
+        gram_grad = grams[name].grad if name in STYLE_LAYERS else None  # dL/dG, from the loss's backward
+        if gram_grad is not None:
             grad = torch.zeros_like(layer)
-            grad[..., local.rows, local.cols] = gram_backward(self._part(layer, local), grams[name].grad,
+            grad[..., local.rows, local.cols] = gram_backward(self._part(layer, local), gram_grad,
                                                               self.gram_dtype, self.denominators[name])
         if name == CONTENT_LAYER:
             grad = torch.zeros_like(layer) if grad is None else grad

@@ -97,6 +97,11 @@ class RunResult:
 class VGGFeatures(nn.Module):
     """Returns the named activations of an RGB [0, 1] batch ``[B, 3, H, W]``."""
 
+    # Buffers (register_buffer below): the weight source's input convention.
+    channel_order: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, weights: VGGWeights, layers: Iterable[str], pooling: str = "max"):
         super().__init__()
         self.layers = tuple(dict.fromkeys(layers))
@@ -116,6 +121,7 @@ class VGGFeatures(nn.Module):
             if name.startswith("conv"):
                 source = weights.convs[name]
                 conv = nn.Conv2d(source.weight.shape[1], source.weight.shape[0], kernel_size=3, padding=1)
+                assert conv.bias is not None  # Conv2d has a bias unless told otherwise
                 conv.weight.data.copy_(source.weight)
                 conv.bias.data.copy_(source.bias)
                 stack.add_module(name, conv)
@@ -140,11 +146,11 @@ class VGGFeatures(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.stack[0].weight.dtype
+        return next(self.parameters()).dtype  # every weight has the same
 
     @property
     def device(self) -> torch.device:
-        return self.stack[0].weight.device
+        return next(self.parameters()).device
 
     def variant(self, device: torch.device, dtype: torch.dtype, channels_last: bool) -> VGGFeatures:
         """This network on ``device`` with weights in ``dtype`` and the given memory layout.

@@ -134,7 +134,7 @@ def choose_plan(net: VGGFeatures, batch: int, height: int, width: int, budget: f
         trial = tuple(1 if index < tiled else None for index in range(len(stages)))
         buffers = plan_parts(net, batch, height, width, trial).buffers
         room = budget if first_tile is not None else budget - buffers
-        plan = []
+        plan: list[int | None] = []
         for index, stage in enumerate(stages):
             size = (height // stage.scale, width // stage.scale)
             if index >= tiled:
@@ -150,7 +150,7 @@ def choose_plan(net: VGGFeatures, batch: int, height: int, width: int, budget: f
     return smallest_plan(net, min_tile)
 
 
-def smallest_plan(net: VGGFeatures, min_tile: int | None = None) -> Plan:
+def smallest_plan(net: VGGFeatures, min_tile: int | None = None) -> tuple[int, ...]:
     """Every stage tiled in tiles of ``min_tile`` image pixels (``MIN_TILE``): the last resort before giving up."""
     min_tile = MIN_TILE if min_tile is None else min_tile
     return tuple(_smallest_core(stage, min_tile) for stage in net.stages())

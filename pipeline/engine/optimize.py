@@ -222,9 +222,11 @@ class Stylizer:
         if smaller is None:
             raise self._out_of_memory(batch, height, width)
         self.memory_cap = memory.plan_bytes(self.features, batch, height, width, smaller)
+        first_core = smaller[0]
+        assert first_core is not None  # every plan but the untiled one tiles the first stage
         if on_notice is not None and not self._told_tiles:
             on_notice(f"out of memory evaluating {width}x{height} px; continuing in smaller tiles "
-                      f"({smaller[0] * self.features.stages()[0].scale} px)")
+                      f"({first_core * self.features.stages()[0].scale} px)")
         self._told_tiles = True
         return smaller
 
@@ -392,6 +394,7 @@ class Stylizer:
                 on_progress(done + evaluations, total, loss)
             return loss
 
+        optimizer: torch.optim.Optimizer
         if cfg.optimizer == "lbfgs":
             # One step() runs the whole budget; tolerances of 0 make it spend exactly `count`
             # evaluations, so "iterations" means the same for every optimiser and schedule.

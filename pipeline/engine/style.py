@@ -69,4 +69,5 @@ class StyleTarget:
             stats = feature_statistics(self.features, x, torch.float32, self.plan_for(1, *x.shape[-2:]))
             grams = [weight * g for g in stats.grams]
             blended = grams if blended is None else [a + b for a, b in zip(blended, grams)]
+        assert blended is not None  # the weights were checked to add up to 1: one at least is positive
         return blended
