@@ -201,7 +201,7 @@ class _TiledEvaluation:
         whole_map[..., whole.rows, whole.cols] = part
         return whole_map
 
-    def _denominators(self) -> dict[str, float]:
+    def _denominators(self) -> dict[str, int]:
         """C*h*w of every wanted layer of the whole image: the Gram matrices' normalisation."""
         result = {}
         channels = {name: m.out_channels for name, m in self.net.stack.named_children() if name.startswith("conv")}
@@ -306,14 +306,15 @@ class _TiledEvaluation:
 
     # ------------------------------------------------------------------ pass 2
 
-    def _pass_2(self, records: list[StageRecord | None], content: _TiledContent) -> None:
-        """From the last stage back, each stage's gradient with respect to its input, down to the image's."""
+    def _pass_2(self, records: list[StageRecord], content: _TiledContent) -> None:
+        """From the last stage back, each stage's gradient with respect to its input, down to the image's.
+        Takes the records out of ``records`` as it goes."""
         grad_out = None  # gradient w.r.t. the output of the stage being processed (None for the last)
         for index in range(len(self.stages) - 1, -1, -1):
             stage, core = self.stages[index], self.plan[index]
             # Each stage's record is let go once its pass 2 is done: at 12 MP the whole-image buffer
             # between the stages is 192 MB that the first stage's pass 2 no longer needs.
-            record, records[index] = records[index], None
+            record = records.pop()
             if core is None:
                 grad_out = self._backward_whole(stage, record, grad_out)
             else:
@@ -375,10 +376,11 @@ class _TiledEvaluation:
         # Gradients are laid into a whole-tile tensor of the layer's own layout: slicing the layer
         # inside the graph would hand autograd a gradient of the other layout.
         grad = None
-        if name in STYLE_LAYERS and grams[name].grad is not None:
+        gram_grad = grams[name].grad if name in STYLE_LAYERS else None  # dL/dG, left by the loss's backward
+        if gram_grad is not None:
             grad = torch.zeros_like(layer)
-            grad[..., local.rows, local.cols] = gram_backward(self._part(layer, local), grams[name].grad,
-                                                              self.gram_dtype, self.denominators[name])
+            grad[..., local.rows, local.cols] = gram_backward(self._part(layer, local), gram_grad, self.gram_dtype,
+                                                              self.denominators[name])
         if name == CONTENT_LAYER:
             grad = torch.zeros_like(layer) if grad is None else grad
             grad[..., local.rows, local.cols] += content.gradient(self._part(layer, local).float(),
