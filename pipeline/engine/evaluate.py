@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
 
 import torch
 from torch import nn
@@ -288,8 +287,8 @@ class _TiledEvaluation:
         energy = targets.content.float().pow(2).flatten(1).mean(1).clamp_min(1e-12)
         tiled_content = _TiledContent(target=targets.content, weight=weights.content, energy=energy,
                                       loss=torch.zeros(self.image.shape[0], device=self.image.device))
-        # The same list, whose entries pass 2 lets go one by one (a copy would keep them all alive).
-        self._pass_2(cast(list[StageRecord | None], records), tiled_content)
+        # The list itself, whose entries pass 2 takes off one by one (a copy would keep them all alive).
+        self._pass_2(records, tiled_content)
         return {"content": content if content is not None else tiled_content.loss, "style": style}
 
     def _loss_from_pass_1(self, records: list[StageRecord], targets: Targets,
@@ -312,15 +311,15 @@ class _TiledEvaluation:
 
     # ------------------------------------------------------------------ pass 2
 
-    def _pass_2(self, records: list[StageRecord | None], content: _TiledContent) -> None:
-        """From the last stage back, each stage's gradient with respect to its input, down to the image's."""
+    def _pass_2(self, records: list[StageRecord], content: _TiledContent) -> None:
+        """From the last stage back, each stage's gradient with respect to its input, down to the image's.
+        Takes the records out of ``records`` as it goes."""
         grad_out = None  # gradient w.r.t. the output of the stage being processed (None for the last)
         for index in range(len(self.stages) - 1, -1, -1):
             stage, core = self.stages[index], self.plan[index]
             # Each stage's record is let go once its pass 2 is done: at 12 MP the whole-image buffer
             # between the stages is 192 MB that the first stage's pass 2 no longer needs.
-            record, records[index] = records[index], None
-            assert record is not None  # each stage's record is read once, here
+            record = records.pop()
             if core is None:
                 grad_out = self._backward_whole(stage, record, grad_out)
             else:
@@ -384,11 +383,11 @@ class _TiledEvaluation:
         # Gradients are laid into a whole-tile tensor of the layer's own layout: slicing the layer
         # inside the graph would hand autograd a gradient of the other layout.
         grad = None
-        gram_grad = grams[name].grad if name in STYLE_LAYERS else None  # dL/dG, from the loss's backward
+        gram_grad = grams[name].grad if name in STYLE_LAYERS else None  # dL/dG, left by the loss's backward
         if gram_grad is not None:
             grad = torch.zeros_like(layer)
-            grad[..., local.rows, local.cols] = gram_backward(self._part(layer, local), gram_grad,
-                                                              self.gram_dtype, self.denominators[name])
+            grad[..., local.rows, local.cols] = gram_backward(self._part(layer, local), gram_grad, self.gram_dtype,
+                                                              self.denominators[name])
         if name == CONTENT_LAYER:
             grad = torch.zeros_like(layer) if grad is None else grad
             grad[..., local.rows, local.cols] += content.gradient(self._part(layer, local).float(),

@@ -168,9 +168,10 @@ class Stylizer:
             if isinstance(item, StyleImage):
                 images.append(load_rgb(item.path))
                 weights.append(item.weight)
-            else:
-                images.append(item[0])
-                weights.append(item[1])
+            else:  # an image already in memory: (RGB [1, 3, H, W] in [0, 1], blend weight)
+                image, weight = item
+                images.append(image)
+                weights.append(weight)
         self.style = StyleTarget(self.features, images, weights, plan_for=self.plan)
 
     def with_config(self, config: StyleConfig) -> Stylizer:
