@@ -32,13 +32,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
+# Test files spread over the machine's cores (pytest-xdist), each file on one worker: a file's
+# module-scoped fixtures (a local Ray, a built network) are made once, and its tests run in order.
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 # A quick lane (under 2 minutes on 2 cores): every test folder, without the tests marked slow
 # (end-to-end runs of the real network, Ray clusters, processes of their own).
 test-fast: setup
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n auto --dist loadfile -m "not slow"
 
 # ruff on everything; mypy on the library and the CLI (its settings: pyproject.toml [tool.mypy]).
 lint: setup
