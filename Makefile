@@ -22,7 +22,7 @@ ARGS ?=
 # Install first when run in the project itself; from a media folder (-f) the install must exist.
 HERE_SETUP := $(if $(filter $(ROOT),$(CURDIR)),setup)
 
-.PHONY: setup test test-fast demo lint docs bench bench-quality bench-temporal bench-scale bench-large bench-gpu clean stylize
+.PHONY: setup test test-fast demo lint docs bench bench-quality bench-budget bench-temporal bench-scale bench-large bench-gpu clean stylize
 
 setup: $(STAMP)
 
@@ -81,12 +81,18 @@ out/%.styled.mp4: $(SRC_DIR)/%.avi | $(HERE_SETUP)
 bench: setup
 	$(BIN)/python -m bench
 
-# Our defaults at 512 px beside jcjohnson/neural-style's published results, and Van Gogh's self-portrait on the
-# three shared photos: one sheet per pair and the figures (docs/quality.md). 7 stylizations at 512 px: about
-# 100 s each on an idle 2-core CPU (issue 18).
+# Our defaults at 512 px beside jcjohnson/neural-style's published results, and three paintings of people
+# (vg_self, mona_lisa, creation_of_adam) on the three shared photos: one sheet per pair and the figures
+# (docs/quality.md). 13 stylizations at 512 px.
 # SHEETS=docs/images puts the sheets where docs/quality.md shows them.
 bench-quality: setup
 	$(BIN)/python -m bench.looks $(if $(SHEETS),--sheets $(SHEETS))
+
+# Quality against evaluations and wall time, one curve per method (docs/design.md, how the defaults were
+# chosen): this checkout's defaults at half, once and twice their budget on the 13 pairs of bench-quality;
+# OLD=DIR adds another checkout (e.g. `git worktree add ../old 79a5248`) at its own default budget.
+bench-budget: setup
+	$(BIN)/python -m bench.budget --budgets 175 350 700 $(if $(OLD),--old $(OLD))
 
 # Steadiness, style and speed of --init frame / previous / warped on real clips, and the content drift
 # of the warped runs (docs/video-drift.md: each frame stylized again on its own; an hour or more on a CPU).

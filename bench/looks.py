@@ -4,11 +4,11 @@ For each pair it runs ``stylize-images PHOTO PAINTING out.png --size 512`` (ever
 its default, a whole process, timed), then measures our picture and, where published, the one of
 jcjohnson/neural-style (``../shared/reference/peer-outputs``: 512 px, 1000 L-BFGS iterations) on
 the fixed yardsticks of ``bench/measures.py``, and writes one side-by-side sheet per pair:
-ours | the peer's | the photo | the painting. The pairs: the four published ones and Van Gogh's
-self-portrait (``vg_self.jpg``, a painting whose sitter must not appear in the result) on the three
-shared photos.
+ours | the peer's | the photo | the painting. The pairs: the four published ones, and three paintings
+of people whose faces, eyes, hands or figures must not appear in the result (Van Gogh's
+self-portrait ``vg_self.jpg``, ``mona_lisa.jpg``, ``creation_of_adam.jpg``) on the three shared photos.
 
-    python -m bench.looks                              # all 7 pairs, sheets to bench-results/looks/
+    python -m bench.looks                              # all 13 pairs, sheets to bench-results/looks/
     python -m bench.looks --sheets docs/images         # the sheets docs/quality.md shows
     python -m bench.looks --only golden_gate:vg_self --threads 1
 
@@ -29,6 +29,7 @@ import torch
 
 from bench.common import ROOT, bench_parser, run_main
 from bench.measures import (
+    MEASURE_LAYERS,
     deep_content_distance,
     gram_style_distances,
     median_and_p99,
@@ -36,19 +37,20 @@ from bench.measures import (
     sliced_wasserstein_ratio,
 )
 from bench.quality import _run_timed
-from pipeline.config import CONTENT_LAYER, STYLE_LAYERS
+from pipeline.config import CONTENT_LAYER
 from pipeline.engine.features import VGGFeatures, build_features
 from pipeline.engine.losses import gram
 from pipeline.media.images import atomic_write, load_rgb, resize, resize_long_side, to_uint8
 
 DEEP_LAYER = "relu5_1"  # where VGG19 encodes whole objects (a face, an eye)
-TEXTURE_LAYERS = STYLE_LAYERS[:4]  # brushwork, colour and texture: the texture distance's layers
+TEXTURE_LAYERS = MEASURE_LAYERS[:4]  # brushwork, colour and texture: the texture distance's layers
 # Published pairs of jcjohnson/neural-style: (photo, painting, its output), names in ../shared.
 PUBLISHED = (("golden_gate", "the_scream", "golden_gate_scream.png"),
              ("tubingen", "starry_night", "tubingen_starry.png"),
              ("tubingen", "the_scream", "tubingen_scream.png"),
              ("tubingen", "shipwreck", "tubingen_shipwreck.png"))
-PORTRAIT = "vg_self"  # Van Gogh's self-portrait: its face must stay out of every photo
+# Paintings of people, whose faces, eyes, hands and figures must stay out of every photo (issues 18, 25).
+PORTRAITS = ("vg_self", "mona_lisa", "creation_of_adam")
 PHOTOS = ("golden_gate", "tubingen", "hoovertowernight")
 # Targets of issue 18 on the published pairs: style distance at most the peer's, and relu5_1's 99th
 # percentile at most this multiple of the peer's.
@@ -73,9 +75,10 @@ def default_shared() -> Path | None:
 
 
 def find_pairs(shared: Path, only: list[str] | None = None) -> list[Pair]:
-    """The 7 pairs (``only``: ``PHOTO:PAINTING`` names to keep); an error names a missing file."""
+    """The 13 pairs: the 4 published ones and the 3 portraits on the 3 photos (``only``: ``PHOTO:PAINTING``
+    names to keep); an error names a missing file."""
     media, peers = shared / "media", shared / "reference/peer-outputs"
-    specs = [(c, s, peers / p) for c, s, p in PUBLISHED] + [(c, PORTRAIT, None) for c in PHOTOS]
+    specs = [(c, s, peers / p) for c, s, p in PUBLISHED] + [(c, s, None) for s in PORTRAITS for c in PHOTOS]
     if only:
         unknown = set(only) - {f"{c}:{s}" for c, s, _ in specs}
         if unknown:
@@ -107,11 +110,11 @@ class Judge:
         size = tuple(picture.shape[-2:])
         out, photo = self.features(picture), self.features(resize(self.photo, size))
         painting = self._painting(max(size))
-        per_layer = gram_style_distances([out[n] for n in STYLE_LAYERS], [gram(painting[n]) for n in STYLE_LAYERS])
+        per_layer = gram_style_distances([out[n] for n in MEASURE_LAYERS], [gram(painting[n]) for n in MEASURE_LAYERS])
         deep_median, deep_p99 = median_and_p99(deep_content_distance(out[DEEP_LAYER], photo[DEEP_LAYER]))
         texture = [sliced_wasserstein_ratio(out[n], photo[n], painting[n]) for n in TEXTURE_LAYERS]
         return {"size": [size[1], size[0]], "style": sum(per_layer),
-                "style_per_layer": dict(zip(STYLE_LAYERS, per_layer)),
+                "style_per_layer": dict(zip(MEASURE_LAYERS, per_layer)),
                 "texture": sum(texture) / len(texture), "texture_per_layer": dict(zip(TEXTURE_LAYERS, texture)),
                 "deep_median": deep_median, "deep_p99": deep_p99,
                 "content": relative_error(out[CONTENT_LAYER], photo[CONTENT_LAYER])}
@@ -195,7 +198,7 @@ def run(args: argparse.Namespace) -> dict:
     if shared is None:
         raise SystemExit("no shared media folder found beside the checkout (pass --shared DIR)")
     pairs = find_pairs(shared, args.only)
-    features = build_features((*STYLE_LAYERS, CONTENT_LAYER)).float().cpu()  # the yardsticks: fp32, CPU
+    features = build_features((*MEASURE_LAYERS, CONTENT_LAYER)).float().cpu()  # the yardsticks: fp32, CPU
     sheets, pictures = args.sheets or args.out / "looks", args.out / "looks"
     for folder in (sheets, pictures):
         folder.mkdir(parents=True, exist_ok=True)
@@ -242,7 +245,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--shared", type=Path, default=None,
                    help="folder with media/ and reference/peer-outputs/ (default: ../shared beside the checkout)")
     p.add_argument("--only", nargs="+", default=None, metavar="PHOTO:PAINTING",
-                   help="pairs to run, e.g. golden_gate:vg_self (default: all 7)")
+                   help="pairs to run, e.g. golden_gate:vg_self (default: all 13)")
     p.add_argument("--size", type=int, default=512, help="--size of stylize-images (default: 512, the peer's)")
     p.add_argument("--iterations", type=int, default=None, help="--iterations of stylize-images (default: its own)")
     p.add_argument("--sheets", type=Path, default=None,

@@ -23,6 +23,11 @@ import torch
 
 from pipeline.engine.losses import gram
 
+# The yardsticks' layers, fixed here whatever layers the loss uses: the style distance sums the Gram
+# errors of all five (the loss until issue 18), the texture distance reads the first four, and
+# relu5_1 is where VGG19 encodes whole objects (the deep-content distance).
+MEASURE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
 
 def relative_error(x: torch.Tensor, target: torch.Tensor) -> float:
     """``mean((x - target)^2) / mean(target^2)`` over all values of two same-shape tensors, in float64."""

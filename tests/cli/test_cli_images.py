@@ -74,7 +74,7 @@ def test_bad_inputs_get_one_clear_line(tmp_path, content_file, style_file):
     empty.write_bytes(b"")
     one_error_line(run(empty, style_file, out, *FAST), "empty file")
     tiny = tmp_path / "tiny.png"
-    Image.new("RGB", (40, 8)).save(tiny)
+    Image.new("RGB", (40, 4)).save(tiny)  # 64x6 at --size 64: under the 8 px three poolings need
     one_error_line(run(tiny, style_file, out, *FAST), "too small")
     one_error_line(run(content_file, style_file, out, *FAST, "--optimizer", "sgd"), "--optimizer")
     one_error_line(run(content_file, style_file, tmp_path / "o.xyz", *FAST), "unknown output image type")

@@ -30,7 +30,7 @@ def _bf16_against_fp32(features, device: str, fast: str) -> None:
                             EngineConfig(device=device, precision=precision), features=features)
         assert stylizer.dtype == (torch.float32 if precision == "fp32" else torch.bfloat16)
         results[precision] = stylizer.stylize(CONTENT).image.cpu()
-    yardstick = Yardstick(CONTENT, STYLE, 64, features.cpu(), StyleConfig())
+    yardstick = Yardstick(CONTENT, STYLE, 64, StyleConfig())
     fp32, bf16 = yardstick(results["fp32"]), yardstick(results[fast])
     start = yardstick(CONTENT)["total"]
     assert fp32["total"] < 0.5 * start  # the budget is enough to make real progress

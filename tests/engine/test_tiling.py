@@ -26,9 +26,10 @@ def test_vgg_stages_have_aligned_halos_that_cover_their_reach(features):
     first, second = features.stages()
     assert (first.scale, first.halo, first.align) == (1, 8, 4)
     assert dict(first.layers) == {"relu1_1": 1, "relu2_1": 2}
-    # blocks 3-5 on the quarter-size map: relu5_1 sees 16 units (64 px) past a tile's edge
-    assert (second.scale, second.halo, second.align) == (4, 16, 4)
-    assert dict(second.layers) == {"relu3_1": 1, "relu4_1": 2, "relu4_2": 2, "relu5_1": 4}
+    # blocks 3-4 up to relu4_2 on the quarter-size map: they see 8 units (32 px) past a tile's edge;
+    # pool3 aligns them to 2
+    assert (second.scale, second.halo, second.align) == (4, 8, 2)
+    assert dict(second.layers) == {"relu3_1": 1, "relu4_1": 2, "relu4_2": 2}
 
 
 @pytest.mark.parametrize("length, core, halo, align", [(203, 48, 8, 4), (37, 16, 16, 4), (64, 64, 8, 4), (10, 3, 2, 2)])

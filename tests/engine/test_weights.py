@@ -48,8 +48,8 @@ def test_features_are_finite_and_plausible(features):
     img = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
         out = features(img)
-    assert set(out) == {"relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1", "relu4_2"}
-    assert out["relu5_1"].shape == (1, 512, 4, 4)
+    assert set(out) == {"relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2"}
+    assert out["relu4_2"].shape == (1, 512, 8, 8)
     for name, value in out.items():
         assert torch.isfinite(value).all(), name
         assert (value >= 0).all() and value.abs().sum() > 0, name
@@ -59,13 +59,13 @@ def test_network_is_frozen_and_truncated(features):
     assert not any(p.requires_grad for p in features.parameters())
     assert not features.training
     names = [n for n, _ in features.stack.named_children()]
-    assert names[-1] == "relu5_1"  # nothing past the deepest layer used
-    assert "conv5_2" not in names
+    assert names[-1] == "relu4_2"  # nothing past the deepest layer used (the content layer)
+    assert "conv4_3" not in names
 
 
 def test_too_small_image_is_a_clear_error(features):
     with pytest.raises(ValueError, match="too small"):
-        features(torch.rand(1, 3, 15, 40))
+        features(torch.rand(1, 3, 7, 40))  # three poolings need 8 px
 
 
 def test_local_state_dict_file_in_torchvision_layout(tmp_path, vgg_weights):
