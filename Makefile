@@ -88,11 +88,12 @@ bench: setup
 bench-quality: setup
 	$(BIN)/python -m bench.looks $(if $(SHEETS),--sheets $(SHEETS))
 
-# Quality against evaluations and wall time, one curve per method (docs/design.md, how the defaults were
-# chosen): this checkout's defaults at half, once and twice their budget on the 13 pairs of bench-quality;
-# OLD=DIR adds another checkout (e.g. `git worktree add ../old 79a5248`) at its own default budget.
+# Quality against evaluations and wall time, one curve per method (docs/performance.md): this checkout at
+# half, once and twice its default budget on the 13 pairs of bench-quality at 512 px; OLD=DIR adds another
+# checkout (e.g. `git worktree add ../old 79a5248`) at the same budgets, the two taking turns. 78
+# stylizations with OLD: hours on a 2-core CPU.
 bench-budget: setup
-	$(BIN)/python -m bench.budget --budgets 175 350 700 $(if $(OLD),--old $(OLD))
+	$(BIN)/python -m bench.budget --budgets 150 300 600 $(if $(OLD),--old $(OLD) --old-budgets 150 300 600)
 
 # Steadiness, style and speed of --init frame / previous / warped on real clips, and the content drift
 # of the warped runs (docs/video-drift.md: each frame stylized again on its own; an hour or more on a CPU).
