@@ -55,7 +55,10 @@ def _to_float_array(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
         gray = np.clip(arr / peak, 0, 1)
         return np.repeat(gray[..., None], 3, axis=2), None
     if mode == "F":
-        gray = np.clip(np.asarray(img, dtype=np.float32), 0, 1)
+        # A float image can hold NaN or infinities (a damaged or HDR file): black and white, not a NaN
+        # that would spread through the whole optimisation.
+        values = np.nan_to_num(np.asarray(img, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+        gray = np.clip(values, 0, 1)
         return np.repeat(gray[..., None], 3, axis=2), None
     has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
         mode == "P" and "transparency" in img.info

@@ -102,8 +102,12 @@ def test_tiled_statistics_equal_the_untiled_ones(features):
     whole = feature_statistics(net, x0, torch.float32, keep=(CONTENT_LAYER,))
     tiled = feature_statistics(net, x0, torch.float32, (48, 12), keep=(CONTENT_LAYER,))
     for tiled_gram, whole_gram in zip(tiled.grams, whole.grams, strict=True):
-        torch.testing.assert_close(tiled_gram, whole_gram, rtol=1e-4, atol=1e-7)
-    torch.testing.assert_close(tiled.maps[CONTENT_LAYER], whole.maps[CONTENT_LAYER], rtol=1e-5, atol=1e-5)
+        # Rounding only: each entry within a millionth of the matrix's largest (a halo too small is off
+        # by a percent or more). An entry near 0 may differ by more than 1e-4 of itself.
+        torch.testing.assert_close(tiled_gram, whole_gram, rtol=1e-4, atol=1e-6 * whole_gram.abs().max().item())
+    whole_map = whole.maps[CONTENT_LAYER]  # values up to about 1e4: rounding is about 1e-3 there
+    scale = whole_map.abs().max().item()
+    torch.testing.assert_close(tiled.maps[CONTENT_LAYER], whole_map, rtol=1e-5, atol=1e-6 * scale)
 
 
 CONTENT = from_uint8(pattern(128, 96))
