@@ -146,3 +146,12 @@ def test_saved_images_get_the_usual_file_permissions_not_the_temporary_files(tmp
     save_image(torch.rand(1, 3, 8, 8), tmp_path / "out.png")
     assert stat.S_IMODE((tmp_path / "out.png").stat().st_mode) == 0o640  # not mkstemp's private 0600
     assert not list(tmp_path.glob(".*.part"))
+
+
+def test_a_float_image_with_nan_or_infinite_pixels_reads_as_black_and_white(tmp_path):
+    values = np.array([[np.nan, np.inf], [-np.inf, 0.5]], dtype=np.float32)
+    path = tmp_path / "float.tif"
+    Image.fromarray(values, mode="F").save(path)
+    rgb = load_image(path).rgb
+    assert torch.isfinite(rgb).all()
+    assert rgb[0, 0].tolist() == [[0.0, 1.0], [0.0, 0.5]]
