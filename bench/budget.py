@@ -30,8 +30,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import ROOT, bench_parser, run_main
-from bench.looks import Judge, Pair, cpu_model, default_shared, find_pairs, save_jpeg
+from bench.looks import (
+    Judge,
+    Pair,
+    _figures,
+    _tile,
+    add_pair_options,
+    cpu_model,
+    pairs_from,
+    save_jpeg,
+    yardstick_features,
+)
 from bench.quality import _run_timed
+from pipeline.media.images import load_rgb
+from pipeline.media.sheet import compose_sheet
 
 # The yardsticks shown in the table and the plot, with their labels (lower is better for each).
 YARDSTICKS = (("style", "style distance"), ("texture", "texture"), ("deep_p99", "relu5_1 p99"),
@@ -57,8 +69,6 @@ def stylize_command(method: Method, pair: Pair, output: Path, size: int, budget:
 
 
 def run_one(method: Method, pair: Pair, budget: int | None, args: argparse.Namespace, judge: Judge) -> dict:
-    from pipeline.media.images import load_rgb
-
     label = budget or "default"
     output = (args.out / "budget" / f"{pair.name}.{method.name}.{label}.png").resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -134,10 +144,6 @@ def write_plot(mean_rows: list[dict], path: Path) -> None:
 
 def make_sheet(pair: Pair, rows: list[dict]):
     """Every method's pictures of one pair, by method and budget, with their figures."""
-    from bench.looks import _figures, _tile
-    from pipeline.media.images import load_rgb
-    from pipeline.media.sheet import compose_sheet
-
     pictures = [load_rgb(r["image"]) for r in rows]
     box = tuple(pictures[0].shape[-2:])
     tiles = [_tile(p, box) for p in pictures]
@@ -147,18 +153,9 @@ def make_sheet(pair: Pair, rows: list[dict]):
 
 
 def run(args: argparse.Namespace) -> dict:
-    from pipeline.config import CONTENT_LAYER
-    from pipeline.engine.features import build_features
-    from pipeline.media.images import load_rgb
-
-    shared = args.shared or default_shared()
-    if shared is None:
-        raise SystemExit("no shared media folder found beside the checkout (pass --shared DIR)")
-    pairs = find_pairs(shared, args.only)
+    _, pairs = pairs_from(args)
     methods = methods_from(args)
-    from bench.measures import MEASURE_LAYERS
-
-    features = build_features((*MEASURE_LAYERS, CONTENT_LAYER)).float().cpu()  # the yardsticks: fp32, CPU
+    features = yardstick_features()
     rows = []
     for pair in pairs:
         judge = Judge(load_rgb(pair.photo), load_rgb(pair.painting), features)
@@ -188,11 +185,7 @@ def run(args: argparse.Namespace) -> dict:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = bench_parser("python -m bench.budget", __doc__, device_default=None,
                      out_help="folder for the JSON report, and under budget/ the pictures, sheets and plot")
-    p.add_argument("--shared", type=Path, default=None,
-                   help="folder with media/ and reference/peer-outputs/ (default: ../shared beside the checkout)")
-    p.add_argument("--only", nargs="+", default=None, metavar="PHOTO:PAINTING",
-                   help="pairs to run, e.g. golden_gate:mona_lisa (default: all 13 of make bench-quality)")
-    p.add_argument("--size", type=int, default=512, help="--size of stylize-images (default: 512)")
+    add_pair_options(p, "--size of stylize-images (default: 512)")
     p.add_argument("--budgets", type=int, nargs="+", default=[None],
                    help="--iterations values of this checkout's methods (default: its own default only)")
     p.add_argument("--old", type=Path, default=None, help="another checkout to compare with (method 'old')")
@@ -200,9 +193,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="--iterations values of the old checkout (default: its own default only)")
     p.add_argument("--method", action="append", metavar="NAME=OPTIONS",
                    help="one more method: this checkout with these stylize-images options (repeatable)")
-    args = p.parse_args(argv)
-    args.budgets = [b or None for b in args.budgets]
-    return args
+    return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

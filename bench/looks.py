@@ -91,6 +91,28 @@ def find_pairs(shared: Path, only: list[str] | None = None) -> list[Pair]:
     return pairs
 
 
+def pairs_from(args: argparse.Namespace) -> tuple[Path, list[Pair]]:
+    """The shared folder and the pairs that ``add_pair_options``' options ask for."""
+    shared = args.shared or default_shared()
+    if shared is None:
+        raise SystemExit("no shared media folder found beside the checkout (pass --shared DIR)")
+    return shared, find_pairs(shared, args.only)
+
+
+def add_pair_options(p: argparse.ArgumentParser, size_help: str) -> None:
+    """The options of the benchmarks that stylize the pairs: where they are, which, at what size."""
+    p.add_argument("--shared", type=Path, default=None,
+                   help="folder with media/ and reference/peer-outputs/ (default: ../shared beside the checkout)")
+    p.add_argument("--only", nargs="+", default=None, metavar="PHOTO:PAINTING",
+                   help="pairs to run, e.g. golden_gate:mona_lisa (default: all 13)")
+    p.add_argument("--size", type=int, default=512, help=size_help)
+
+
+def yardstick_features() -> VGGFeatures:
+    """The network the yardsticks read: to relu5_1 whatever the loss uses, fp32, on the CPU."""
+    return build_features((*MEASURE_LAYERS, CONTENT_LAYER)).float().cpu()
+
+
 class Judge:
     """Measures pictures of one photo and one painting on the fixed yardsticks, each at its own size."""
 
@@ -194,11 +216,8 @@ def format_table(rows: list[dict]) -> str:
 
 
 def run(args: argparse.Namespace) -> dict:
-    shared = args.shared or default_shared()
-    if shared is None:
-        raise SystemExit("no shared media folder found beside the checkout (pass --shared DIR)")
-    pairs = find_pairs(shared, args.only)
-    features = build_features((*MEASURE_LAYERS, CONTENT_LAYER)).float().cpu()  # the yardsticks: fp32, CPU
+    shared, pairs = pairs_from(args)
+    features = yardstick_features()
     sheets, pictures = args.sheets or args.out / "looks", args.out / "looks"
     for folder in (sheets, pictures):
         folder.mkdir(parents=True, exist_ok=True)
@@ -242,11 +261,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # on busy cores the measuring is faster on one thread than on two.
     p = bench_parser("python -m bench.looks", __doc__, device_default=None,
                      out_help="folder for the JSON report, and under looks/ our full-size pictures")
-    p.add_argument("--shared", type=Path, default=None,
-                   help="folder with media/ and reference/peer-outputs/ (default: ../shared beside the checkout)")
-    p.add_argument("--only", nargs="+", default=None, metavar="PHOTO:PAINTING",
-                   help="pairs to run, e.g. golden_gate:vg_self (default: all 13)")
-    p.add_argument("--size", type=int, default=512, help="--size of stylize-images (default: 512, the peer's)")
+    add_pair_options(p, "--size of stylize-images (default: 512, the peer's)")
     p.add_argument("--iterations", type=int, default=None, help="--iterations of stylize-images (default: its own)")
     p.add_argument("--sheets", type=Path, default=None,
                    help="folder for the sheets, quality_PAIR.jpg (default: OUT/looks; docs/images for docs/quality.md)")
