@@ -85,6 +85,12 @@ def _open_input(path: Path) -> InputContainer:
     if not container.streams.video:
         container.close()
         raise InputError(f"{path}: has no video stream")
+    # FFmpeg opens a photo as a one-frame video (demuxer image2, or *_pipe without an extension);
+    # stylizing it that way would only make a one-frame clip, so say which command fits.
+    if container.format.name == "image2" or container.format.name.endswith("_pipe"):
+        container.close()
+        raise InputError(f"{path}: a still image, not a video (stylize-images takes photos; "
+                         "a folder of numbered frames is read as a video)")
     return container
 
 
@@ -287,15 +293,18 @@ class VideoWriter:
     def _add_video(self, codec: str, crf: int | None, preset: str | None, pix_fmt: str) -> VideoStream:
         named = f"{setting('EncodeConfig.codec')} {codec}"  # the CLI shows "--codec libx264"
         try:
-            av.codec.Codec(codec, "w")
+            kind = av.codec.Codec(codec, "w").type
         except (av.error.FFmpegError, ValueError) as exc:
             raise ConfigError(f"{named}: not available here ({exc})") from None
+        if kind != "video":  # e.g. --codec aac: PyAV would fail deep inside add_stream
+            raise ConfigError(f"{named} encodes {kind}, not video "
+                              "(video encoders: libx264, libx265, libvpx-vp9, ffv1, ...)")
         if codec not in self.container.supported_codecs and _codec_id(codec) not in self.container.supported_codecs:
             raise ConfigError(f"{named} cannot be stored in a {self.container.format.name} file "
                               "(choose another codec or output extension)")
         try:
-            # The stream's class follows the codec (PyAV's stubs know it only for names spelled out):
-            # a video codec gives a VideoStream; any other fails on its width below, as it always did.
+            # The stream's class follows the codec (PyAV's stubs know it only for names spelled out),
+            # and the codec was checked to be a video encoder above.
             stream = cast(VideoStream, self.container.add_stream(codec, rate=self.info.rate))
         except (av.error.FFmpegError, ValueError) as exc:
             raise ConfigError(f"{named}: not available here ({exc})") from None

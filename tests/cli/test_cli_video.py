@@ -92,6 +92,9 @@ def test_bad_options_get_one_line(tmp_path, style_file):
     one_error_line(run_here(src, style_file, tmp_path / "out.webm", *FAST), "--codec libx264 cannot be stored", "webm")
     one_error_line(run_here(src, style_file, tmp_path / "out.mkv", *FAST, "--pix-fmt", "nv-nothing"),
                    "--pix-fmt nv-nothing: not usable with libx264")
+    one_error_line(run_here(src, style_file, tmp_path / "out.mkv", *FAST, "--codec", "aac"),
+                   "--codec aac encodes audio, not video")
+    one_error_line(run_here(style_file, style_file, tmp_path / "out.mp4", *FAST), "style.png: a still image")
     one_error_line(run_here(src, style_file, tmp_path / "out.mp4", *FAST, "--init", "sideways"), "--init")
     one_error_line(run_here(src, style_file, tmp_path / "out.mp4", *FAST, "--max-frames", "0"), "--max-frames")
     one_error_line(run_here(src, tmp_path / "nope.jpg", tmp_path / "out.mp4", *FAST), "nope.jpg")

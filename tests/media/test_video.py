@@ -12,6 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from PIL import Image
 
 from pipeline.config import EncodeConfig
 from pipeline.errors import ConfigError, InputError
@@ -176,6 +177,16 @@ def test_probe_rejects_bad_files(tmp_path, make, message):
         probe(path)
 
 
+@pytest.mark.parametrize("name, fmt", [("photo.jpg", "JPEG"), ("photo.png", "PNG"), ("photo.mp4", "PNG")])
+def test_probe_refuses_a_still_image(tmp_path, name, fmt):
+    """FFmpeg reads a photo as a one-frame video (image2, or png_pipe when the name says nothing):
+    stylize-video would make a one-frame clip of it, so it is refused with the command that fits."""
+    path = tmp_path / name
+    Image.new("RGB", (40, 30), (200, 80, 20)).save(path, format=fmt)
+    with pytest.raises(InputError, match=f"{name}: a still image, not a video \\(stylize-images"):
+        probe(path)
+
+
 @pytest.mark.parametrize("rotation", [90, -90, 180])
 def test_phone_rotation_is_applied_on_decode(tmp_path, rotation):
     make_video(tmp_path / "plain.mp4", audio=False, frames=3)
@@ -309,3 +320,7 @@ def test_writer_refuses_a_codec_the_container_cannot_hold(tmp_path):
         VideoWriter(tmp_path / "out.mkv", probe(src), EncodeConfig(codec="no-such-codec", preset=None), shift=0.0)
     with pytest.raises(ConfigError, match="EncodeConfig.pix_fmt nv-nothing: not usable with libx264"):
         VideoWriter(tmp_path / "out.mkv", probe(src), EncodeConfig(pix_fmt="nv-nothing"), shift=0.0)
+    # An audio or subtitle encoder as the video codec: one line, not PyAV's TypeError from add_stream.
+    for codec, kind in (("aac", "audio"), ("srt", "subtitle")):
+        with pytest.raises(ConfigError, match=f"EncodeConfig.codec {codec} encodes {kind}, not video"):
+            VideoWriter(tmp_path / "out.mkv", probe(src), EncodeConfig(codec=codec, preset=None), shift=0.0)
