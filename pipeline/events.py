@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from pipeline.results import Summary
+
+if TYPE_CHECKING:  # only named in annotations: whoever reads events need not load torch
+    import torch
 
 
 @dataclass

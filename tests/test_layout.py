@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,6 +110,16 @@ def test_only_the_ray_executor_and_the_cluster_module_import_ray():
 def test_every_module_sits_in_a_sub_package_or_is_shared_vocabulary():
     flat = sorted(p.stem for p in LIBRARY.glob("*.py") if p.stem != "__init__")
     assert flat == ["config", "errors", "events", "results"]
+
+
+def test_the_shared_vocabulary_loads_without_torch():
+    """Settings, errors, events and results are plain data: reading them (a config file, a job's
+    events, a summary) must not cost torch's import."""
+    code = ("import sys; import pipeline.config, pipeline.errors, pipeline.events, pipeline.results; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')[:3])")
+    out = subprocess.run([sys.executable, "-P", "-c", code], cwd=CHECKOUT, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(CHECKOUT)}, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_every_layer_has_a_rank():
