@@ -104,10 +104,19 @@ class Worker:
         # Ray pins each CPU worker to a share of the cores; torch would otherwise start one thread
         # per core in every worker, and the workers would fight over the cores.
         torch.set_num_threads(threads)
-        self.state = setup()
+        # A user's problem in building the state (weights not found, a device that is not there) is
+        # kept for identity() to raise. Raised here, Ray would report the actor's death with the
+        # exception flattened to text, and the CLI could no longer name the setting by its flag.
+        self.failure: StylizeError | None = None
+        try:
+            self.state = setup()
+        except StylizeError as exc:
+            self.failure = exc
 
     def identity(self) -> Identity:
-        """Answered once the state is built, so it doubles as "ready"."""
+        """Answered once the state is built, so it doubles as "ready"; raises the build's StylizeError."""
+        if self.failure is not None:
+            raise self.failure
         return Identity(host=socket.gethostname(), pid=os.getpid(), device=str(self.state.device))
 
     def check(self, shared: SharedPaths, probe: Path, token: str) -> str | None:
@@ -215,6 +224,10 @@ class RayPool:
                                   f"{setting('ScaleConfig.workers')})")
         try:
             identities = ray.get(refs)
+        except ray.exceptions.RayTaskError as exc:  # Worker.identity raised what building the state raised
+            if isinstance(exc.cause, StylizeError):
+                raise exc.cause from None  # itself, settings marked: the CLI names them by their flags
+            raise exc.as_instanceof_cause() from None
         except ray.exceptions.RayActorError as exc:
             raise ConfigError(f"a Ray worker could not start: {_first_line(exc)}") from None
         for i, identity in enumerate(identities):
@@ -316,7 +329,7 @@ class RayPool:
 
         try:
             identity = ray.get(ref)
-        except ray.exceptions.RayActorError:
+        except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError):  # died again, or its state failed
             self.state[i] = WorkerState.DEAD
             self.on_event(Notice(message=f"worker {self.names[i]} could not be restarted; the others carry on"))
             return

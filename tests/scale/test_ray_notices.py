@@ -1,4 +1,4 @@
-"""Notices from Ray workers reach the driver's events, as they do in one process (a local Ray, 2 CPUs,
+"""Notices and errors from Ray workers reach the driver as they do in one process (a local Ray, 2 CPUs,
 started once for this module).
 
 A worker's Stylizer says "continuing in smaller tiles" when an evaluation ran out of memory; in one
@@ -19,6 +19,7 @@ from PIL import Image
 
 from pipeline import events as ev
 from pipeline.config import FULL_SIZE, ScaleConfig
+from pipeline.errors import WeightsError, setting
 from pipeline.jobs.folder_plan import plan_folder
 from pipeline.jobs.folder_work import stylize_images
 from pipeline.scale.local import LocalExecutor
@@ -111,3 +112,24 @@ def test_a_notice_after_the_last_result_is_not_lost(by_value):
     # One unit per call on workers: each call ends with its own notice, and no result is made up for it.
     assert sorted(outcomes, key=lambda o: o.value) == [Done("a", "w1"), Done("b", "w1")]
     assert sorted(heard, key=lambda n: n.message) == [ev.Notice("done with ['a']"), ev.Notice("done with ['b']")]
+
+
+@dataclass(frozen=True)
+class NoWeightsSetup:
+    """A worker whose state cannot be built, as when the weights file is missing on that node."""
+
+    device: str = "cpu"
+
+    def __call__(self):
+        raise WeightsError(f"{setting('StyleConfig.weights')} /nowhere/vgg19.pth: no such file")
+
+
+def test_a_worker_that_cannot_build_its_state_raises_the_users_error_as_itself(by_value):
+    """The error keeps its class and its marked setting, so the CLI says "--weights", as in one process,
+    not Ray's actor-death text with the setting's internal name."""
+    with pytest.raises(WeightsError) as caught:
+        with RayExecutor(ScaleConfig(workers=1, threads=1)).start(NoWeightsSetup()):
+            pass
+    assert type(caught.value) is WeightsError
+    flags = {"StyleConfig.weights": "--weights"}
+    assert caught.value.render(flags.get) == "--weights /nowhere/vgg19.pth: no such file"
