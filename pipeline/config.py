@@ -137,9 +137,9 @@ class StyleConfig(_Checked):
                              "size; large images are evaluated in tiles, see --tile).",
                              check=count_or(FULL_SIZE, low=16))
     iterations: int = option(300, "Network evaluations per image, over all scales.", check=at_least(1))
-    # 1.2, not 1: three levels with 44 evaluations at 512 px left relu4_2 4-7 % further from the photo than
-    # two levels with 100 did (issue 25, docs/design.md).
-    content_weight: float = option(1.2, "Weight of the content loss (alpha).", check=not_negative)
+    # 1.3, not 1: three levels with 44 evaluations at 512 px left relu4_2 4-7 % further from the photo than
+    # two levels with 100 did, and 1.2 still 2-3 % on The Scream's pairs (issue 25, docs/design.md).
+    content_weight: float = option(1.3, "Weight of the content loss (alpha).", check=not_negative)
     style_weight: float = option(6.0, "Weight of the style loss (beta); higher = stronger style.",
                                  check=not_negative)
     tv_weight: float = option(5.0, "Total-variation weight: smooths high-frequency noise.", check=not_negative)
