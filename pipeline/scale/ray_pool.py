@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pipeline.config import ScaleConfig
 from pipeline.errors import ConfigError, StylizeError, setting
@@ -225,9 +225,7 @@ class RayPool:
         try:
             identities = ray.get(refs)
         except ray.exceptions.RayTaskError as exc:  # Worker.identity raised what building the state raised
-            if isinstance(exc.cause, StylizeError):
-                raise exc.cause from None  # itself, settings marked: the CLI names them by their flags
-            raise exc.as_instanceof_cause() from None
+            _raise_as_in_one_process(exc)
         except ray.exceptions.RayActorError as exc:
             raise ConfigError(f"a Ray worker could not start: {_first_line(exc)}") from None
         for i, identity in enumerate(identities):
@@ -380,9 +378,7 @@ class _Calls:
             yield from self._worker_died(ref, exc)
             return
         except ray.exceptions.RayTaskError as exc:
-            if isinstance(exc.cause, StylizeError):  # the user's problem (a damaged input): its one line
-                raise exc.cause from None
-            raise exc.as_instanceof_cause() from None  # a bug in a worker: stop, as one process would
+            _raise_as_in_one_process(exc)
         self.pool.tell(reply.notices, emit)
         if not reply.has_value:
             return
@@ -408,6 +404,15 @@ class _Calls:
         else:
             self.queue.appendleft((call.key, call.unit))
             self.pool.retried += 1
+
+
+def _raise_as_in_one_process(exc) -> NoReturn:
+    """What a worker raised (``exc``, Ray's RayTaskError), raised here as one process would raise it: the
+    user's problem (a damaged input, missing weights) as its StylizeError itself, settings still marked
+    so that the CLI names their flags; a bug as its own class, which stops the job."""
+    if isinstance(exc.cause, StylizeError):
+        raise exc.cause from None
+    raise exc.as_instanceof_cause() from None
 
 
 def _first_line(exc: BaseException) -> str:
