@@ -33,12 +33,12 @@ from bench.common import ROOT, bench_parser, run_main
 from bench.looks import (
     Judge,
     Pair,
-    _figures,
-    _tile,
     add_pair_options,
     cpu_model,
+    figure_lines,
     pairs_from,
     save_jpeg,
+    sheet_tile,
     yardstick_features,
 )
 from bench.quality import _run_timed
@@ -146,8 +146,8 @@ def make_sheet(pair: Pair, rows: list[dict]):
     """Every method's pictures of one pair, by method and budget, with their figures."""
     pictures = [load_rgb(r["image"]) for r in rows]
     box = tuple(pictures[0].shape[-2:])
-    tiles = [_tile(p, box) for p in pictures]
-    labels = [[f"{r['method']}, --iterations {r['budget'] or 'default'}: {r['wall_s']:.0f} s", *_figures(r)]
+    tiles = [sheet_tile(p, box) for p in pictures]
+    labels = [[f"{r['method']}, --iterations {r['budget'] or 'default'}: {r['wall_s']:.0f} s", *figure_lines(r)]
               for r in rows]
     return compose_sheet(tiles, labels, columns=min(len(tiles), 3), title=f"{pair.name}: quality against cost")
 

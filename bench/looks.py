@@ -150,14 +150,15 @@ def stylize_command(pair: Pair, output: Path, args: argparse.Namespace) -> list[
             "--size", str(args.size), "--overwrite", "--quiet", *extra]
 
 
-def _tile(image: torch.Tensor, box: tuple[int, int]):
+def sheet_tile(image: torch.Tensor, box: tuple[int, int]):
     """An image as a uint8 tile that fits in ``box`` (height, width), aspect kept: ours sets the cell size."""
     h, w = image.shape[-2:]
     scale = min(box[0] / h, box[1] / w)
     return to_uint8(resize(image, (max(1, round(h * scale)), max(1, round(w * scale)))))
 
 
-def _figures(m: dict) -> list[str]:
+def figure_lines(m: dict) -> list[str]:
+    """A picture's yardstick figures (one ``Judge`` result) as the two lines printed under its tile."""
     return [f"style {m['style']:.3f} (relu5_1 {m['style_per_layer'][DEEP_LAYER]:.3f}), texture {m['texture']:.3f}",
             f"relu5_1 median {m['deep_median']:.2f}, p99 {m['deep_p99']:.2f}; relu4_2 {m['content']:.3f}"]
 
@@ -167,13 +168,13 @@ def make_sheet(pair: Pair, ours: torch.Tensor, peer: torch.Tensor | None, row: d
     from pipeline.media.sheet import compose_sheet
 
     box = tuple(ours.shape[-2:])
-    tiles = [_tile(ours, box)]
-    labels = [[f"ours: stylize-images defaults, --size {row['size_option']}", *_figures(row["ours"]),
+    tiles = [sheet_tile(ours, box)]
+    labels = [[f"ours: stylize-images defaults, --size {row['size_option']}", *figure_lines(row["ours"]),
                f"{row['wall_s']:.0f} s wall (load {row['load'][0]:.1f}-{row['load'][1]:.1f})"]]
     if peer is not None:
-        tiles.append(_tile(peer, box))
-        labels.append(["jcjohnson/neural-style (published)", *_figures(row["peer"]), "1000 iterations, GPU"])
-    tiles += [_tile(load_rgb(pair.photo), box), _tile(load_rgb(pair.painting), box)]
+        tiles.append(sheet_tile(peer, box))
+        labels.append(["jcjohnson/neural-style (published)", *figure_lines(row["peer"]), "1000 iterations, GPU"])
+    tiles += [sheet_tile(load_rgb(pair.photo), box), sheet_tile(load_rgb(pair.painting), box)]
     labels += [[f"photo: {pair.photo.name}"], [f"painting: {pair.painting.name}"]]
     title = f"{pair.photo.name} in the style of {pair.painting.name}"
     return compose_sheet(tiles, labels, columns=len(tiles), title=title)
@@ -238,8 +239,8 @@ def run(args: argparse.Namespace) -> dict:
         sheet = make_sheet(pair, ours, peer, row)
         row["sheet"] = str(sheets / f"quality_{pair.name}.jpg")
         save_jpeg(sheet, Path(row["sheet"]))
-        print(f"{pair.name}: {wall:.0f} s wall, {cpu:.0f} s CPU; {', '.join(_figures(row['ours']))}", file=sys.stderr,
-              flush=True)
+        print(f"{pair.name}: {wall:.0f} s wall, {cpu:.0f} s CPU; {', '.join(figure_lines(row['ours']))}",
+              file=sys.stderr, flush=True)
         rows.append(row)
     return {"mode": "looks", "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "cpu": cpu_model(),
             "cpu_count": os.cpu_count(), "threads": args.threads or "default", "torch": torch.__version__,
