@@ -91,9 +91,12 @@ bench-quality: setup
 # Quality against evaluations and wall time, one curve per method (docs/performance.md): this checkout at
 # half, once and twice its default budget on the 13 pairs of bench-quality at 512 px; OLD=DIR adds another
 # checkout (e.g. `git worktree add ../old 79a5248`) at the same budgets, the two taking turns. 78
-# stylizations with OLD: hours on a 2-core CPU.
+# stylizations with OLD: hours on a 2-core CPU. Then video (bench/budget_video.py): both shared clips at
+# the demo's size and the default size, 10 frames, 15, 30 and 60 evaluations a later frame, the drift
+# ratio over 40 frames; OLD at 30 and 60 (60 was its default).
 bench-budget: setup
 	$(BIN)/python -m bench.budget --budgets 150 300 600 $(if $(OLD),--old $(OLD) --old-budgets 150 300 600)
+	$(BIN)/python -m bench.budget_video --budgets 15 30 60 --drift $(if $(OLD),--old $(OLD) --old-budgets 30 60)
 
 # Steadiness, style and speed of --init frame / previous / warped on real clips, and the content drift
 # of the warped runs (docs/video-drift.md: each frame stylized again on its own; an hour or more on a CPU).

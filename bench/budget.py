@@ -58,14 +58,21 @@ class Method:
     budgets: tuple[int | None, ...]  # --iterations values; None = the checkout's own default
 
 
+def checkout_command(command: str, arguments: list[str]) -> list[str]:
+    """``command`` (``stylize-images`` or ``stylize-video``) of whichever checkout is first on PYTHONPATH
+    (``run_one``), with ``-P``, which keeps the current folder off the path, so that its cli/ and
+    pipeline/ are the ones imported."""
+    module = {"stylize-images": "cli.images", "stylize-video": "cli.video"}[command]
+    launcher = f"import sys; from {module} import main; sys.argv[0] = {command!r}; sys.exit(main())"
+    return [sys.executable, "-P", "-c", launcher, *arguments]
+
+
 def stylize_command(method: Method, pair: Pair, output: Path, size: int, budget: int | None,
                     device: str | None) -> list[str]:
-    """``stylize-images`` of ``method``'s checkout: run with its folder as PYTHONPATH (``run_one``) and ``-P``,
-    which keeps the current folder off the path, so that its cli/ and pipeline/ are the ones imported."""
-    launcher = "import sys; from cli.images import main; sys.argv[0] = 'stylize-images'; sys.exit(main())"
+    """``stylize-images`` of ``method``'s checkout on one pair."""
     extra = (["--iterations", str(budget)] if budget else []) + (["--device", device] if device else [])
-    return [sys.executable, "-P", "-c", launcher, str(pair.photo), str(pair.painting), str(output), "--size", str(size),
-            "--overwrite", "--quiet", *method.options, *extra]
+    return checkout_command("stylize-images", [str(pair.photo), str(pair.painting), str(output), "--size", str(size),
+                                               "--overwrite", "--quiet", *method.options, *extra])
 
 
 def run_one(method: Method, pair: Pair, budget: int | None, args: argparse.Namespace, judge: Judge) -> dict:
@@ -81,6 +88,17 @@ def run_one(method: Method, pair: Pair, budget: int | None, args: argparse.Names
             "load": [load_before, os.getloadavg()[0]], **judge(load_rgb(output))}
 
 
+def add_method_options(p: argparse.ArgumentParser, command: str) -> None:
+    """The options that name the methods and their budgets (``--iterations`` values of ``command``)."""
+    p.add_argument("--budgets", type=int, nargs="+", default=[None],
+                   help="--iterations values of this checkout's methods (default: its own default only)")
+    p.add_argument("--old", type=Path, default=None, help="another checkout to compare with (method 'old')")
+    p.add_argument("--old-budgets", type=int, nargs="+", default=[None],
+                   help="--iterations values of the old checkout (default: its own default only)")
+    p.add_argument("--method", action="append", metavar="NAME=OPTIONS",
+                   help=f"one more method: this checkout with these {command} options (repeatable)")
+
+
 def methods_from(args: argparse.Namespace) -> list[Method]:
     methods = [Method("new", ROOT, (), tuple(args.budgets))]
     if args.old:
@@ -91,50 +109,58 @@ def methods_from(args: argparse.Namespace) -> list[Method]:
     return methods
 
 
-def means(rows: list[dict]) -> list[dict]:
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None  # None: no row measured it
+
+
+def means(rows: list[dict], yardsticks=YARDSTICKS) -> list[dict]:
     """Per method and budget: the mean of each yardstick and of the wall time over the pairs."""
     groups: dict[tuple[str, int | None], list[dict]] = {}
     for row in rows:
         groups.setdefault((row["method"], row["budget"]), []).append(row)
     out = []
     for (method, budget), group in groups.items():
-        mean = {key: sum(r[key] for r in group) / len(group) for key, _ in YARDSTICKS}
+        mean = {key: _mean([r[key] for r in group if r[key] is not None]) for key, _ in yardsticks}
         out.append({"method": method, "budget": budget, "pairs": len(group),
                     "wall_s": sum(r["wall_s"] for r in group) / len(group), **mean})
     return out
 
 
-def format_table(rows: list[dict], mean_rows: list[dict]) -> str:
-    head = "| pair | method | budget | wall s | " + " | ".join(label for _, label in YARDSTICKS) + " |"
-    lines = [head, "| --- | --- | ---: | ---: |" + " ---: |" * len(YARDSTICKS)]
-    for row in [*rows, *({**m, "pair": f"mean of {m['pairs']}"} for m in mean_rows)]:
+def format_table(rows: list[dict], mean_rows: list[dict], yardsticks=YARDSTICKS, item: str = "pair",
+                 wall: str = "wall s") -> str:
+    """One line per row (``row[item]`` names what was run: a pair, a clip), then the means."""
+    head = f"| {item} | method | budget | {wall} | " + " | ".join(label for _, label in yardsticks) + " |"
+    lines = [head, "| --- | --- | ---: | ---: |" + " ---: |" * len(yardsticks)]
+    for row in [*rows, *({**m, item: f"mean of {m['pairs']}"} for m in mean_rows)]:
         budget = row["budget"] or "default"
-        figures = " | ".join(f"{row[key]:.3f}" for key, _ in YARDSTICKS)
-        lines.append(f"| {row['pair']} | {row['method']} | {budget} | {row['wall_s']:.0f} | {figures} |")
+        figures = " | ".join("-" if row[key] is None else f"{row[key]:.4g}" for key, _ in yardsticks)
+        lines.append(f"| {row[item]} | {row['method']} | {budget} | {row['wall_s']:.1f} | {figures} |")
     return "\n".join(lines)
 
 
-def write_plot(mean_rows: list[dict], path: Path) -> None:
+def write_plot(mean_rows: list[dict], path: Path, yardsticks=YARDSTICKS, wall: str = "wall time per picture (s)",
+               title: str = "quality against cost (means over the pairs; lower is better)") -> None:
     """Each yardstick (a row of panels) against evaluations and against wall time, one curve per method."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: files only
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(YARDSTICKS), 2, figsize=(10, 3 * len(YARDSTICKS)), squeeze=False)
+    fig, axes = plt.subplots(len(yardsticks), 2, figsize=(10, 3 * len(yardsticks)), squeeze=False)
     for method in dict.fromkeys(r["method"] for r in mean_rows):
         points = sorted((r for r in mean_rows if r["method"] == method and r["budget"]), key=lambda r: r["budget"])
         if not points:
             continue
-        for (key, label), (by_evals, by_wall) in zip(YARDSTICKS, axes):
-            by_evals.plot([p["budget"] for p in points], [p[key] for p in points], "o-", label=method)
-            by_wall.plot([p["wall_s"] for p in points], [p[key] for p in points], "o-", label=method)
+        for (key, label), (by_evals, by_wall) in zip(yardsticks, axes):
+            shown = [p for p in points if p[key] is not None]  # a figure a run did not measure
+            by_evals.plot([p["budget"] for p in shown], [p[key] for p in shown], "o-", label=method)
+            by_wall.plot([p["wall_s"] for p in shown], [p[key] for p in shown], "o-", label=method)
             by_evals.set_ylabel(label)
     for by_evals, by_wall in axes:
         by_evals.set_xlabel("network evaluations (--iterations)")
-        by_wall.set_xlabel("wall time per picture (s)")
+        by_wall.set_xlabel(wall)
         by_evals.legend(fontsize=8)
-    fig.suptitle("quality against cost (means over the pairs; lower is better)")
+    fig.suptitle(title)
     fig.tight_layout()
     tmp = path.with_suffix(".part.png")
     fig.savefig(tmp, dpi=80)
@@ -142,14 +168,14 @@ def write_plot(mean_rows: list[dict], path: Path) -> None:
     tmp.replace(path)
 
 
-def make_sheet(pair: Pair, rows: list[dict]):
-    """Every method's pictures of one pair, by method and budget, with their figures."""
+def make_sheet(name: str, rows: list[dict], seconds: str = "s"):
+    """Every method's pictures of one pair (or clip: its last frames), by method and budget, with their figures."""
     pictures = [load_rgb(r["image"]) for r in rows]
     box = tuple(pictures[0].shape[-2:])
     tiles = [sheet_tile(p, box) for p in pictures]
-    labels = [[f"{r['method']}, --iterations {r['budget'] or 'default'}: {r['wall_s']:.0f} s", *figure_lines(r)]
-              for r in rows]
-    return compose_sheet(tiles, labels, columns=min(len(tiles), 3), title=f"{pair.name}: quality against cost")
+    labels = [[f"{r['method']}, --iterations {r['budget'] or 'default'}: {r['wall_s']:.1f} {seconds}",
+               *figure_lines(r)] for r in rows]
+    return compose_sheet(tiles, labels, columns=min(len(tiles), 3), title=f"{name}: quality against cost")
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -170,7 +196,7 @@ def run(args: argparse.Namespace) -> dict:
                           f"content {row['content']:.3f}", file=sys.stderr, flush=True)
                     pair_rows.append(row)
         sheet = args.out / "budget" / f"budget_{pair.name}.jpg"
-        save_jpeg(make_sheet(pair, pair_rows), sheet)
+        save_jpeg(make_sheet(pair.name, pair_rows), sheet)
         rows += pair_rows
     mean_rows = means(rows)
     plot = args.out / "budget" / "budget.png"
@@ -186,13 +212,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = bench_parser("python -m bench.budget", __doc__, device_default=None,
                      out_help="folder for the JSON report, and under budget/ the pictures, sheets and plot")
     add_pair_options(p, "--size of stylize-images (default: 512)")
-    p.add_argument("--budgets", type=int, nargs="+", default=[None],
-                   help="--iterations values of this checkout's methods (default: its own default only)")
-    p.add_argument("--old", type=Path, default=None, help="another checkout to compare with (method 'old')")
-    p.add_argument("--old-budgets", type=int, nargs="+", default=[None],
-                   help="--iterations values of the old checkout (default: its own default only)")
-    p.add_argument("--method", action="append", metavar="NAME=OPTIONS",
-                   help="one more method: this checkout with these stylize-images options (repeatable)")
+    add_method_options(p, "stylize-images")
     return p.parse_args(argv)
 
 
