@@ -10,7 +10,8 @@ its own budget, ``--first-iterations``, and keeps it).
 Every figure is taken from outside the checkout, so that any two commits are measured alike:
 
 * Cost per later frame = (wall time of ``--max-frames N`` - wall time of ``--max-frames 1``) / (N - 1).
-  Start-up, the first frame and the encoder's set-up cancel out. The one-frame run is made once per
+  Start-up, the first frame and the encoder's set-up cancel out. The same for CPU seconds, which with
+  ``--threads 1`` the machine's other work moves less than the wall time. The one-frame run is made once per
   method and clip: its budget does not matter, the first frame does not read ``--iterations``.
 * The warping error from the job's own ``--report``.
 * With ``--drift``, a second run with ``--report-drift`` over at least 40 frames (20 at each end)
@@ -115,21 +116,25 @@ def last_frame_png(output: Path) -> Path:
     return path
 
 
-def timed(cmd: list[str], method: Method, threads: int | None) -> float:
-    wall, _, _ = _run_timed(cmd, threads, env={"PYTHONPATH": str(method.code)})
-    return wall
+def timed(cmd: list[str], method: Method, threads: int | None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one run of ``method``'s checkout."""
+    wall, cpu, _ = _run_timed(cmd, threads, env={"PYTHONPATH": str(method.code)})
+    return wall, cpu
 
 
-def run_one(method: Method, clip: Path, size: int | None, budget: int | None, one_frame_s: float,
+def run_one(method: Method, clip: Path, size: int | None, budget: int | None, one_frame: tuple[float, float],
             args: argparse.Namespace, painting, features) -> dict:
     name = clip_name(clip, size)
     stem = args.out / "budget_video" / f"{clip.stem}.{size or 'default'}.{method.name}.{budget or 'default'}"
     output = stem.with_suffix(".mp4").resolve()
-    wall = timed(video_command(method, clip, size, args, output, args.frames, budget), method, args.threads)
+    wall, cpu = timed(video_command(method, clip, size, args, output, args.frames, budget), method, args.threads)
+    later = args.frames - 1
     report = json.loads(output.with_suffix(".json").read_text())
     row = {"clip": name, "method": method.name, "budget": budget, "code": str(method.code),
            "options": list(method.options), "frames": report["frames"], "size": [report["width"], report["height"]],
-           "run_s": wall, "one_frame_s": one_frame_s, "wall_s": (wall - one_frame_s) / (args.frames - 1),
+           "run_s": wall, "one_frame_s": one_frame[0], "wall_s": (wall - one_frame[0]) / later,
+           # CPU seconds as well: with --threads 1 they are what a frame costs, whatever else the machine runs.
+           "run_cpu_s": cpu, "one_frame_cpu_s": one_frame[1], "cpu_s": (cpu - one_frame[1]) / later,
            "warping_error": report["warping_error"], "drift_ratio": None, "video": str(output),
            "image": str(last_frame_png(output)), **judge_frames(clip, output, painting, features)}
     if args.drift:
@@ -164,8 +169,8 @@ def run(args: argparse.Namespace) -> dict:
                     row = run_one(method, clip, size, method.budgets[step], one_frame[method.name], args, painting,
                                   features)
                     print(f"{row['clip']} {method.name} {row['budget'] or 'default'}: {row['wall_s']:.1f} s a later "
-                          f"frame, warping error {row['warping_error']:.5f}, texture {row['texture']:.3f}",
-                          file=sys.stderr, flush=True)
+                          f"frame ({row['cpu_s']:.1f} CPU s), warping error {row['warping_error']:.5f}, "
+                          f"texture {row['texture']:.3f}", file=sys.stderr, flush=True)
                     clip_rows.append(row)
         name = clip_name(clip, size)
         save_jpeg(make_sheet(name, clip_rows, seconds="s a later frame"),

@@ -79,6 +79,7 @@ def test_each_checkout_runs_its_own_stylize_video_and_its_frames_are_judged(medi
     for row in report["rows"]:
         # A later frame's cost: the 3-frame run less the 1-frame run of the same method, over 2 frames.
         assert row["wall_s"] == pytest.approx((row["run_s"] - row["one_frame_s"]) / 2)
+        assert row["cpu_s"] == pytest.approx((row["run_cpu_s"] - row["one_frame_cpu_s"]) / 2)
         assert row["judged_frames"] == [1, 2] and row["texture"] > 0 and row["content"] > 0
     # The grey frames are far from the painting's texture and from the photo's content: the judge saw them.
     assert old["texture"] > new["texture"] and old["content"] > new["content"]
