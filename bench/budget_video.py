@@ -125,8 +125,10 @@ def timed(cmd: list[str], method: Method, threads: int | None) -> tuple[float, f
 def run_one(method: Method, clip: Path, size: int | None, budget: int | None, one_frame: tuple[float, float],
             args: argparse.Namespace, painting, features) -> dict:
     name = clip_name(clip, size)
-    stem = args.out / "budget_video" / f"{clip.stem}.{size or 'default'}.{method.name}.{budget or 'default'}"
-    output = stem.with_suffix(".mp4").resolve()
+    # One name per method and budget (not with_suffix, which would take ".30" for a suffix and let the
+    # budgets of a method overwrite one another's clip).
+    output = (args.out / "budget_video" / f"{clip.stem}.{size or 'default'}.{method.name}.{budget or 'default'}.mp4")
+    output = output.resolve()
     wall, cpu = timed(video_command(method, clip, size, args, output, args.frames, budget), method, args.threads)
     later = args.frames - 1
     report = json.loads(output.with_suffix(".json").read_text())

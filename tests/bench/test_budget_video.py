@@ -71,6 +71,9 @@ def test_each_checkout_runs_its_own_stylize_video_and_its_frames_are_judged(medi
     assert [(r["method"], r["budget"]) for r in report["rows"]] == [("new", 2), ("old", None), ("new", 4)]
     new, old, new_at_4 = report["rows"]
     assert new_at_4["texture"] != new["texture"]  # --iterations reached the later frames
+    # Each budget keeps its own clip and last frame: the sheet shows three pictures, not one twice.
+    assert len({r["video"] for r in report["rows"]} | {r["image"] for r in report["rows"]}) == 6
+    assert not np.array_equal(np.asarray(Image.open(new["image"])), np.asarray(Image.open(new_at_4["image"])))
     assert old["warping_error"] == 0.5 and old["drift_ratio"] == 1.5  # its own report, from its own code
     grey = np.unique(np.asarray(Image.open(old["image"])).reshape(-1, 3), axis=0)
     assert np.abs(grey.astype(int) - GREY).max() <= 2  # its last frame, read back from its video
