@@ -138,14 +138,17 @@ def format_table(rows: list[dict], mean_rows: list[dict], yardsticks=YARDSTICKS,
     return "\n".join(lines)
 
 
-def write_plot(mean_rows: list[dict], path: Path, yardsticks=YARDSTICKS, wall: str = "wall time per picture (s)",
+def write_plot(mean_rows: list[dict], path: Path, yardsticks=YARDSTICKS, cost: str = "wall_s",
+               cost_label: str = "wall time per picture (s)",
                title: str = "quality against cost (means over the pairs; lower is better)") -> None:
-    """Each yardstick (a row of panels) against evaluations and against wall time, one curve per method."""
+    """Each yardstick (a row of panels) against evaluations and against ``row[cost]``, one curve per method.
+    A yardstick that no row measured (None everywhere) gets no panels."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display: files only
     import matplotlib.pyplot as plt
 
+    yardsticks = [(key, label) for key, label in yardsticks if any(r[key] is not None for r in mean_rows)]
     fig, axes = plt.subplots(len(yardsticks), 2, figsize=(10, 3 * len(yardsticks)), squeeze=False)
     for method in dict.fromkeys(r["method"] for r in mean_rows):
         points = sorted((r for r in mean_rows if r["method"] == method and r["budget"]), key=lambda r: r["budget"])
@@ -154,11 +157,11 @@ def write_plot(mean_rows: list[dict], path: Path, yardsticks=YARDSTICKS, wall: s
         for (key, label), (by_evals, by_wall) in zip(yardsticks, axes):
             shown = [p for p in points if p[key] is not None]  # a figure a run did not measure
             by_evals.plot([p["budget"] for p in shown], [p[key] for p in shown], "o-", label=method)
-            by_wall.plot([p["wall_s"] for p in shown], [p[key] for p in shown], "o-", label=method)
+            by_wall.plot([p[cost] for p in shown], [p[key] for p in shown], "o-", label=method)
             by_evals.set_ylabel(label)
     for by_evals, by_wall in axes:
         by_evals.set_xlabel("network evaluations (--iterations)")
-        by_wall.set_xlabel(wall)
+        by_wall.set_xlabel(cost_label)
         by_evals.legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()

@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> dict:
         save_jpeg(make_sheet(name, clip_rows, seconds="s a later frame"),
                   args.out / "budget_video" / f"budget_{clip.stem}.{size or 'default'}.jpg")
         plot = args.out / "budget_video" / f"budget_{clip.stem}.{size or 'default'}.png"
-        write_plot(clip_rows, plot, VIDEO_YARDSTICKS, wall="wall time per later frame (s)",
+        write_plot(clip_rows, plot, VIDEO_YARDSTICKS, cost="cpu_s", cost_label="CPU seconds per later frame",
                    title=f"{name}: quality against cost (lower is better)")
         rows += clip_rows
         plots.append(str(plot))

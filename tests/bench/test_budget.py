@@ -66,3 +66,14 @@ def test_means_are_over_the_pairs_of_one_method_and_budget():
     means = {(m["method"], m["budget"]): m for m in budget.means(rows)}
     assert means["new", 10]["wall_s"] == 20 and means["new", 10]["style"] == pytest.approx(0.3)
     assert means["new", 10]["pairs"] == 2 and means["old", 10]["pairs"] == 1
+
+
+def test_a_yardstick_no_run_measured_gets_no_panels(tmp_path):
+    rows = [{"method": "new", "budget": b, "wall_s": 2.0 * b, "style": 0.5, "texture": 0.1, "deep_p99": 1.0,
+             "content": 0.4, "drift": None} for b in (15, 30)]
+    yardsticks = (*budget.YARDSTICKS, ("drift", "drift ratio"))
+    budget.write_plot(rows, tmp_path / "without.png", yardsticks)
+    budget.write_plot([{**r, "drift": 1.2} for r in rows], tmp_path / "with.png", yardsticks)
+    with Image.open(tmp_path / "without.png") as without, Image.open(tmp_path / "with.png") as with_drift:
+        # One row of panels per yardstick: the unmeasured drift ratio's row is left out, not drawn empty.
+        assert without.height == pytest.approx(with_drift.height * len(budget.YARDSTICKS) / len(yardsticks), abs=2)
