@@ -18,7 +18,8 @@ Every figure is taken from outside the checkout, so that any two commits are mea
   gives the drift ratio, last 20 frames against the first 20 (docs/video-drift.md). Its time is not
   used: it stylizes the frames again on their own.
 * The yardsticks of bench/measures.py (bench/looks.py's ``Judge``) on the middle and the last
-  frame, each against its own input frame at the output's size, averaged.
+  frame, each against its own input frame, both at the working size (``--size``, or this checkout's
+  default), averaged.
 
 Clips are ``PATH`` (stylize-video's default size) or ``PATH@SIZE`` (``--size SIZE``). The default is
 both shared clips at the demo's size (160) and at the default size. The methods take turns budget by
@@ -52,8 +53,9 @@ from bench.budget import (
 from bench.common import ROOT, STYLE_CANDIDATES, bench_parser, first_existing, run_main
 from bench.looks import Judge, cpu_model, save_jpeg, yardstick_features
 from bench.quality import _run_timed
+from pipeline.config import VIDEO_STYLE
 from pipeline.jobs.stability import DRIFT_WINDOW, video_frames
-from pipeline.media.images import atomic_write, from_uint8, load_rgb, resize_frame
+from pipeline.media.images import atomic_write, fit_long_side, from_uint8, load_rgb, resize_frame
 
 # The video yardsticks: the two that only a video has, then the pictures' own (lower is better for each).
 VIDEO_YARDSTICKS = (("warping_error", "warping error"), ("drift_ratio", "drift ratio"), *YARDSTICKS)
@@ -89,15 +91,21 @@ def video_command(method: Method, clip: Path, size: int | None, args: argparse.N
                                               *method.options, *extra])
 
 
-def judge_frames(clip: Path, output: Path, painting, features) -> dict:
-    """The yardsticks on the middle and the last frame of ``output``, each against its input frame, averaged."""
+def judge_frames(clip: Path, output: Path, painting, features, long_side: int) -> dict:
+    """The yardsticks on the middle and the last frame of ``output``, each against its input frame, averaged.
+
+    Both are judged at the working size (``long_side``, or the clip's own if smaller): the output is
+    written at the input's size, and a frame stylized at 160 px and enlarged to 1280 would be judged
+    on its enlargement's blur."""
     outs = list(video_frames(output))
     picks = sorted({len(outs) // 2, len(outs) - 1})
     inputs = [frame for index, frame in enumerate(itertools.islice(video_frames(clip), picks[-1] + 1))
               if index in picks]
-    figures = [Judge(from_uint8(resize_frame(source, outs[pick].shape[:2])), painting, features)(from_uint8(outs[pick]))
-               for pick, source in zip(picks, inputs)]
-    return {**_average(figures), "judged_frames": picks}
+    height, width = inputs[0].shape[:2]
+    size = fit_long_side(height, width, min(long_side, max(height, width)))
+    at_size = [(resize_frame(source, size), resize_frame(outs[pick], size)) for pick, source in zip(picks, inputs)]
+    figures = [Judge(from_uint8(photo), painting, features)(from_uint8(frame)) for photo, frame in at_size]
+    return {**_average(figures), "judged_frames": picks, "judged_size": [size[1], size[0]]}
 
 
 def _average(figures: list[dict]) -> dict:
@@ -138,7 +146,8 @@ def run_one(method: Method, clip: Path, size: int | None, budget: int | None, on
            # CPU seconds as well: with --threads 1 they are what a frame costs, whatever else the machine runs.
            "run_cpu_s": cpu, "one_frame_cpu_s": one_frame[1], "cpu_s": (cpu - one_frame[1]) / later,
            "warping_error": report["warping_error"], "drift_ratio": None, "video": str(output),
-           "image": str(last_frame_png(output)), **judge_frames(clip, output, painting, features)}
+           "image": str(last_frame_png(output)),
+           **judge_frames(clip, output, painting, features, size or VIDEO_STYLE.size)}
     if args.drift:
         drift_output = output.with_name(output.stem + ".drift.mp4")
         timed(video_command(method, clip, size, args, drift_output, max(args.frames, 2 * DRIFT_WINDOW), budget,

@@ -77,7 +77,9 @@ def test_each_checkout_runs_its_own_stylize_video_and_its_frames_are_judged(medi
     assert old["warping_error"] == 0.5 and old["drift_ratio"] == 1.5  # its own report, from its own code
     grey = np.unique(np.asarray(Image.open(old["image"])).reshape(-1, 3), axis=0)
     assert np.abs(grey.astype(int) - GREY).max() <= 2  # its last frame, read back from its video
-    assert new["size"] == [48, 32] and new["frames"] == 3  # the output keeps the input's size
+    assert new["size"] == [32, 21] and new["frames"] == 3  # the working size, from the report
+    assert Image.open(new["image"]).size == (48, 32)  # the output keeps the input's size,
+    assert new["judged_size"] == [32, 21]  # and is judged at the size it was stylized at
     assert new["warping_error"] is not None and new["drift"]["frames"]  # our report, with drift measured
     for row in report["rows"]:
         # A later frame's cost: the 3-frame run less the 1-frame run of the same method, over 2 frames.
