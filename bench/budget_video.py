@@ -110,10 +110,15 @@ def judge_frames(clip: Path, output: Path, painting, features, long_side: int) -
 
 def _average(figures: list[dict]) -> dict:
     """The mean of each number (and of each number in a dict, as ``style_per_layer``) over ``Judge`` results."""
-    first = figures[0]
-    return {key: _average([f[key] for f in figures]) if isinstance(first[key], dict)
-            else sum(f[key] for f in figures) / len(figures) if isinstance(first[key], float) else first[key]
-            for key in first}
+    out = {}
+    for key, value in figures[0].items():
+        if isinstance(value, dict):
+            out[key] = _average([f[key] for f in figures])
+        elif isinstance(value, float):
+            out[key] = sum(f[key] for f in figures) / len(figures)
+        else:  # not a figure (the size): the same for every frame
+            out[key] = value
+    return out
 
 
 def last_frame_png(output: Path) -> Path:
