@@ -26,6 +26,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +110,15 @@ def methods_from(args: argparse.Namespace) -> list[Method]:
     return methods
 
 
+def in_turns(methods: list[Method]) -> Iterator[tuple[Method, int | None]]:
+    """(method, budget) in running order: budgets outermost, the methods taking turns at each, so that
+    a change in the machine's speed falls on all of them alike."""
+    for step in range(max(len(m.budgets) for m in methods)):
+        for method in methods:
+            if step < len(method.budgets):
+                yield method, method.budgets[step]
+
+
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None  # None: no row measured it
 
@@ -189,15 +199,12 @@ def run(args: argparse.Namespace) -> dict:
     for pair in pairs:
         judge = Judge(load_rgb(pair.photo), load_rgb(pair.painting), features)
         pair_rows = []
-        # Budgets outermost, methods taking turns: old and new alternate on every pair.
-        for step in range(max(len(m.budgets) for m in methods)):
-            for method in methods:
-                if step < len(method.budgets):
-                    row = run_one(method, pair, method.budgets[step], args, judge)
-                    print(f"{pair.name} {method.name} {row['budget'] or 'default'}: {row['wall_s']:.0f} s, "
-                          f"style {row['style']:.3f}, texture {row['texture']:.3f}, p99 {row['deep_p99']:.2f}, "
-                          f"content {row['content']:.3f}", file=sys.stderr, flush=True)
-                    pair_rows.append(row)
+        for method, budget in in_turns(methods):
+            row = run_one(method, pair, budget, args, judge)
+            print(f"{pair.name} {method.name} {row['budget'] or 'default'}: {row['wall_s']:.0f} s, "
+                  f"style {row['style']:.3f}, texture {row['texture']:.3f}, p99 {row['deep_p99']:.2f}, "
+                  f"content {row['content']:.3f}", file=sys.stderr, flush=True)
+            pair_rows.append(row)
         sheet = args.out / "budget" / f"budget_{pair.name}.jpg"
         save_jpeg(make_sheet(pair.name, pair_rows), sheet)
         rows += pair_rows

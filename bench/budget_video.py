@@ -46,6 +46,7 @@ from bench.budget import (
     add_method_options,
     checkout_command,
     format_table,
+    in_turns,
     make_sheet,
     methods_from,
     write_plot,
@@ -91,7 +92,7 @@ def video_command(method: Method, clip: Path, size: int | None, args: argparse.N
                                               *method.options, *extra])
 
 
-def judge_frames(clip: Path, output: Path, painting, features, long_side: int) -> dict:
+def judge_frames(clip: Path, output: Path, judge: Judge, long_side: int) -> dict:
     """The yardsticks on the middle and the last frame of ``output``, each against its input frame, averaged.
 
     Both are judged at the working size (``long_side``, or the clip's own if smaller): the output is
@@ -104,7 +105,7 @@ def judge_frames(clip: Path, output: Path, painting, features, long_side: int) -
     height, width = inputs[0].shape[:2]
     size = fit_long_side(height, width, min(long_side, max(height, width)))
     at_size = [(resize_frame(source, size), resize_frame(outs[pick], size)) for pick, source in zip(picks, inputs)]
-    figures = [Judge(from_uint8(photo), painting, features)(from_uint8(frame)) for photo, frame in at_size]
+    figures = [judge.with_photo(from_uint8(photo))(from_uint8(frame)) for photo, frame in at_size]
     return {**_average(figures), "judged_frames": picks, "judged_size": [size[1], size[0]]}
 
 
@@ -135,13 +136,17 @@ def timed(cmd: list[str], method: Method, threads: int | None) -> tuple[float, f
     return wall, cpu
 
 
+def run_path(args: argparse.Namespace, clip: Path, size: int | None, label: str, ext: str) -> Path:
+    """Where a file of this clip's runs goes: one name per clip, size and ``label`` (method and budget),
+    the extension added, not put with with_suffix (which would take a budget's ".30" for a suffix and
+    let the budgets of a method overwrite one another's clip)."""
+    return (args.out / "budget_video" / f"{clip.stem}.{size or 'default'}.{label}{ext}").resolve()
+
+
 def run_one(method: Method, clip: Path, size: int | None, budget: int | None, one_frame: tuple[float, float],
-            args: argparse.Namespace, painting, features) -> dict:
+            args: argparse.Namespace, judge: Judge) -> dict:
     name = clip_name(clip, size)
-    # One name per method and budget (not with_suffix, which would take ".30" for a suffix and let the
-    # budgets of a method overwrite one another's clip).
-    output = (args.out / "budget_video" / f"{clip.stem}.{size or 'default'}.{method.name}.{budget or 'default'}.mp4")
-    output = output.resolve()
+    output = run_path(args, clip, size, f"{method.name}.{budget or 'default'}", ".mp4")
     wall, cpu = timed(video_command(method, clip, size, args, output, args.frames, budget), method, args.threads)
     later = args.frames - 1
     report = json.loads(output.with_suffix(".json").read_text())
@@ -152,7 +157,7 @@ def run_one(method: Method, clip: Path, size: int | None, budget: int | None, on
            "run_cpu_s": cpu, "one_frame_cpu_s": one_frame[1], "cpu_s": (cpu - one_frame[1]) / later,
            "warping_error": report["warping_error"], "drift_ratio": None, "video": str(output),
            "image": str(last_frame_png(output)),
-           **judge_frames(clip, output, painting, features, size or VIDEO_STYLE.size)}
+           **judge_frames(clip, output, judge, size or VIDEO_STYLE.size)}
     if args.drift:
         drift_output = output.with_name(output.stem + ".drift.mp4")
         timed(video_command(method, clip, size, args, drift_output, max(args.frames, 2 * DRIFT_WINDOW), budget,
@@ -166,28 +171,25 @@ def run(args: argparse.Namespace) -> dict:
     if args.frames < 2:
         raise SystemExit("--frames must be at least 2: the cost of a later frame needs one after the first")
     methods = methods_from(args)
-    features = yardstick_features()
-    painting = load_rgb(args.style)
+    features, painting = yardstick_features(), load_rgb(args.style)
     (args.out / "budget_video").mkdir(parents=True, exist_ok=True)
     rows, plots = [], []
     for spec in args.clip or default_clips():
         clip, size = parse_clip(spec)
+        # The painting's features once per clip; each judged frame brings its own photo (Judge.with_photo).
+        judge = Judge(from_uint8(next(video_frames(clip))), painting, features)
         one_frame = {}
         for method in methods:
-            first = args.out / "budget_video" / f"{clip.stem}.{size or 'default'}.{method.name}.first.mp4"
-            one_frame[method.name] = timed(video_command(method, clip, size, args, first.resolve(), 1, None), method,
+            first = run_path(args, clip, size, f"{method.name}.first", ".mp4")
+            one_frame[method.name] = timed(video_command(method, clip, size, args, first, 1, None), method,
                                            args.threads)
         clip_rows = []
-        # Budgets outermost, methods taking turns: a change in the machine's speed falls on all alike.
-        for step in range(max(len(m.budgets) for m in methods)):
-            for method in methods:
-                if step < len(method.budgets):
-                    row = run_one(method, clip, size, method.budgets[step], one_frame[method.name], args, painting,
-                                  features)
-                    print(f"{row['clip']} {method.name} {row['budget'] or 'default'}: {row['wall_s']:.1f} s a later "
-                          f"frame ({row['cpu_s']:.1f} CPU s), warping error {row['warping_error']:.5f}, "
-                          f"texture {row['texture']:.3f}", file=sys.stderr, flush=True)
-                    clip_rows.append(row)
+        for method, budget in in_turns(methods):
+            row = run_one(method, clip, size, budget, one_frame[method.name], args, judge)
+            print(f"{row['clip']} {method.name} {row['budget'] or 'default'}: {row['wall_s']:.1f} s a later "
+                  f"frame ({row['cpu_s']:.1f} CPU s), warping error {row['warping_error']:.5f}, "
+                  f"texture {row['texture']:.3f}", file=sys.stderr, flush=True)
+            clip_rows.append(row)
         name = clip_name(clip, size)
         save_jpeg(make_sheet(name, clip_rows, seconds="s a later frame"),
                   args.out / "budget_video" / f"budget_{clip.stem}.{size or 'default'}.jpg")

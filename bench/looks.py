@@ -120,6 +120,12 @@ class Judge:
         self.photo, self.painting, self.features = photo, painting, features
         self._painting_feats: dict[int, dict[str, torch.Tensor]] = {}
 
+    def with_photo(self, photo: torch.Tensor) -> Judge:
+        """The same painting against another photo (a video's next frame), its features not computed again."""
+        judge = Judge(photo, self.painting, self.features)
+        judge._painting_feats = self._painting_feats
+        return judge
+
     def _painting(self, long_side: int) -> dict[str, torch.Tensor]:
         # The painting at the picture's long side, as stylize-images sees it (--style-scale 1).
         if long_side not in self._painting_feats:
