@@ -225,7 +225,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--drift", action="store_true",
                    help=f"also the drift ratio: one more run of each, over at least {2 * DRIFT_WINDOW} frames (slow)")
     add_method_options(p, "stylize-video")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    # One line naming the file, before any run starts, rather than the first run's failure an hour in.
+    for path in [parse_clip(spec)[0] for spec in args.clip or []] + [args.style]:
+        if path is None or not Path(path).is_file():
+            p.error(f"{path}: no such file")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -98,3 +98,11 @@ def test_clip_specs_name_the_size_or_leave_the_default():
     assert budget_video.parse_clip("a/b.mp4@160") == (budget_video.Path("a/b.mp4"), 160)
     assert budget_video.parse_clip("b.mp4") == (budget_video.Path("b.mp4"), None)
     assert budget_video.clip_name(budget_video.Path("a/b.mp4"), None) == "b@default"
+
+
+def test_a_missing_clip_is_one_line_before_any_run(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        budget_video.main(["--clip", str(tmp_path / "nope.mp4@32"), "--out", str(tmp_path / "out")])
+    assert exit_.value.code == 2
+    assert f"{tmp_path / 'nope.mp4'}: no such file" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing ran
